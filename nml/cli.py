@@ -1,0 +1,109 @@
+"""The ``nml`` command: ``nml run``, ``nml assets list|fetch|verify``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from nml.params import ParamsError
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser("run", help="execute the notebooks in order with papermill")
+    source = run.add_mutually_exclusive_group()
+    source.add_argument("--profile", help="smoke | cpu | paper (default: cpu)")
+    source.add_argument("--params", metavar="FILE", help="a params YAML of your own")
+    run.add_argument("--only", metavar="NN,NN", help="run only these notebooks, e.g. 01,02")
+    run.add_argument(
+        "-p", dest="overrides", action="append", default=[], metavar="section.key=value",
+        help="override one params value (YAML syntax); repeatable",
+    )
+    run.add_argument("--output-dir", metavar="DIR", help="put executed notebooks, figures and tables here")
+    run.add_argument("--dry-run", action="store_true", help="validate and list what would run; run nothing")
+    run.add_argument("--notebooks-dir", metavar="DIR", help=argparse.SUPPRESS)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from nml.runner import describe_plan, execute_plan, plan_run
+
+    plan = plan_run(
+        profile=args.profile,
+        params_file=args.params,
+        overrides=args.overrides,
+        only=args.only,
+        output_dir=args.output_dir,
+        notebooks_dir=args.notebooks_dir,
+        require_data=not args.dry_run,
+    )
+    if args.dry_run:
+        print(describe_plan(plan))
+        return 0
+    for path in execute_plan(plan):
+        print(f"executed {path}")
+    print(f"figures and tables in {plan.figures_dir}")
+    return 0
+
+
+def _add_assets(sub: argparse._SubParsersAction) -> None:
+    assets = sub.add_parser("assets", help="list, fetch or verify the offline datasets and models")
+    verbs = assets.add_subparsers(dest="verb", required=True)
+    verbs.add_parser("list", help="every asset with its source and status")
+    fetch = verbs.add_parser("fetch", help="fetch assets (default: those the cpu profile needs)")
+    fetch.add_argument("names", nargs="*")
+    fetch.add_argument("--all", action="store_true", help="every offline asset")
+    fetch.add_argument("--force", action="store_true", help="fetch again even if verified")
+    verify = verbs.add_parser("verify", help="check sha256 of fetched assets")
+    verify.add_argument("names", nargs="*")
+
+
+def _cmd_assets(args: argparse.Namespace) -> int:
+    from nml import assets
+
+    if args.verb == "list":
+        for line in assets.describe_assets():
+            print(line)
+        return 0
+    if args.verb == "fetch":
+        names = args.names or assets.default_asset_names(all_assets=args.all)
+        for name in names:
+            path = assets.fetch(name, force=args.force)
+            print(f"{name}: {path}")
+        return 0
+    names = args.names or [a.name for a in assets.list_assets()]
+    bad = 0
+    for name in names:
+        result = assets.verify(name)
+        print(f"{name}: {result}")
+        bad += not result.ok
+    return 1 if bad and args.names else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nml", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    _add_assets(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        if args.command == "run":
+            return _cmd_run(args)
+        return _cmd_assets(args)
+    except (ParamsError, KeyError, FileNotFoundError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"nml: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

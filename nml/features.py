@@ -1,0 +1,104 @@
+"""Feature extraction with a content-addressed on-disk cache.
+
+The cache key is the sha256 of the backbone's weights plus the identity of the data (a content
+hash or a dataset name + split), and a description of the transform. A finished entry is one
+``.npz`` written atomically; extraction is written in shards as it goes, so a killed run keeps
+the shards it finished and a re-run only computes the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from nml.cache import atomic_save_npz, stable_hash
+from nml.locations import features_dir
+from nml.models import state_dict_hash
+from nml.pretrain import take
+
+log = logging.getLogger("nml.features")
+
+
+def array_id(*arrays: np.ndarray | torch.Tensor) -> str:
+    """Content hash of in-memory data (shape, dtype and bytes)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for a in arrays:
+        a = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+        a = np.ascontiguousarray(a)
+        digest.update(str((a.shape, a.dtype.str)).encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()[:24]
+
+
+def feature_key(backbone: torch.nn.Module, data_id: str, split: str, transform: str) -> str:
+    return stable_hash({"weights": state_dict_hash(backbone), "data": data_id, "split": split, "transform": transform}, length=24)
+
+
+def extract_features(
+    backbone: torch.nn.Module,
+    images: torch.Tensor | torch.utils.data.Dataset,
+    *,
+    data_id: str,
+    split: str,
+    transform: str,
+    batch_size: int = 512,
+    device: torch.device | str = "cpu",
+    shard_size: int = 8192,
+    cache_dir: Path | None = None,
+    desc: str | None = None,
+) -> np.ndarray:
+    """Pooled features (N×D float32) of ``backbone`` on ``images``, cached on disk.
+
+    Parameters
+    ----------
+    backbone : a module mapping an image batch to pooled features (timm ``num_classes=0``).
+    images : an N×C×H×W tensor already transformed, or a dataset yielding ``(image, label)``.
+    data_id, split, transform : the identity of the input: with the weights' hash they form the
+        cache key, so new weights or new data never reuse stale features.
+    """
+    cache_dir = Path(cache_dir) if cache_dir else features_dir()
+    key = feature_key(backbone, data_id, split, transform)
+    path = cache_dir / f"{key}.npz"
+    if path.exists():
+        try:
+            with np.load(path) as f:
+                feats = f["features"]
+            log.info("reusing features %s (%s/%s, %d x %d)", path.name, data_id[:12], split, *feats.shape)
+            return feats
+        except Exception as err:  # torn or foreign file: recompute, never use it
+            log.warning("ignoring unreadable feature cache %s (%s)", path, err)
+    device = torch.device(device)
+    backbone = backbone.to(device).eval()
+    n = len(images)
+    shards = []
+    for s, start in enumerate(range(0, n, shard_size)):
+        stop = min(n, start + shard_size)
+        shard_path = cache_dir / f"{key}.shard{s:05d}-{start}-{stop}.npz"
+        if shard_path.exists():
+            try:
+                with np.load(shard_path) as f:
+                    shards.append(f["features"])
+                continue
+            except Exception:
+                log.warning("recomputing torn shard %s", shard_path.name)
+        out = []
+        with torch.no_grad():
+            for b in tqdm(range(start, stop, batch_size), desc=desc or f"features {split}", leave=False):
+                idx = torch.arange(b, min(b + batch_size, stop))
+                out.append(backbone(take(images, idx).to(device)).float().cpu().numpy())
+        feats = np.concatenate(out).astype(np.float32)
+        if stop - start < n:  # only multi-shard inputs need the resumable pieces
+            atomic_save_npz(shard_path, {"features": feats})
+        shards.append(feats)
+    feats = np.concatenate(shards) if shards else np.zeros((0, 0), np.float32)
+    atomic_save_npz(path, {"features": feats})
+    for shard in cache_dir.glob(f"{key}.shard*.npz"):
+        shard.unlink(missing_ok=True)
+    log.info("cached features %s (%s/%s, %d x %d)", path.name, data_id[:12], split, *feats.shape)
+    return feats

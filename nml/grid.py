@@ -1,0 +1,58 @@
+"""The grid each notebook runs, in words (for ``nml run --dry-run``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from nml.params import Params
+
+
+def _pct(ratios: list[float]) -> str:
+    return "{" + ", ".join(f"{100 * r:g}%" for r in ratios) + "}"
+
+
+def pretrain_checkpoints(params: Params) -> list[tuple[str, float, int]]:
+    """Every (track, noise ratio, seed) notebook 01 trains and notebook 02 reads."""
+    p = params.pretrain
+    grid = []
+    if p.supervised.enabled:
+        grid += [("supervised", g, s) for g in p.supervised.noise_ratios for s in p.supervised.seeds]
+    if p.contrastive.enabled:
+        grid += [("contrastive", g, s) for g in p.contrastive.noise_ratios for s in p.contrastive.seeds]
+    return grid
+
+
+def _describe_01(params: Params) -> list[str]:
+    p = params.pretrain
+    lines = [f"data: {p.dataset} (n_train={p.n_train or 'all'}), model {p.model} at {p.image_size}px"]
+    if p.supervised.enabled:
+        s = p.supervised
+        lines.append(
+            f"supervised: gamma {_pct(s.noise_ratios)} x seeds {s.seeds} = "
+            f"{len(s.noise_ratios) * len(s.seeds)} checkpoints, {s.optim.epochs} epochs each"
+        )
+    if p.contrastive.enabled:
+        c = p.contrastive
+        lines.append(
+            f"contrastive ({c.text_encoder} captions): gamma {_pct(c.noise_ratios)} x seeds {c.seeds} = "
+            f"{len(c.noise_ratios) * len(c.seeds)} checkpoints, {c.optim.epochs} epochs, n_train={c.n_train or 'all'}"
+        )
+    return lines
+
+
+def _describe_02(params: Params) -> list[str]:
+    s = params.spectral
+    n_ckpt = len(pretrain_checkpoints(params))
+    lines = [f"{n_ckpt} checkpoints x ID tasks {s.id_tasks}"]
+    for pair in s.ood:
+        lines.append(f"OOD {pair.name}: train {pair.train} -> test {pair.test}")
+    lines.append(f"linear probe: {s.probe.epochs} epochs, lr {s.probe.lr}; spectrum groups {list(s.spectrum_edges)}")
+    return lines
+
+
+DESCRIBERS: dict[str, Callable[[Params], list[str]]] = {"01": _describe_01, "02": _describe_02}
+
+
+def describe_grid(params: Params, number: str) -> list[str]:
+    describe = DESCRIBERS.get(number)
+    return describe(params) if describe else ["(this notebook describes its own grid)"]

@@ -1,0 +1,317 @@
+"""The params schema: one typed section per notebook, validated before anything runs.
+
+A profile is a YAML file in ``params/`` (``smoke``, ``cpu``, ``paper``) or any file a user passes.
+Loading validates the *whole* file: unknown keys, wrong types, noise ratios outside [0, 1),
+unknown dataset or model names and missing dataset paths all fail at once, with the dotted key
+and what was expected, before a notebook starts.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from nml.locations import project_root
+
+PROFILES = ("smoke", "cpu", "paper")
+
+NoiseRatio = Annotated[float, Field(ge=0.0, lt=1.0, description="noise ratio in [0, 1)")]
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0.0)]
+NonNegativeFloat = Annotated[float, Field(ge=0.0)]
+
+
+class ParamsError(ValueError):
+    """A params file or override is invalid; the message names each bad key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class OptimConfig(_Section):
+    """Optimiser and schedule of one training loop."""
+
+    epochs: PositiveInt
+    batch_size: PositiveInt = 256
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: PositiveFloat = 0.1
+    momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
+    weight_decay: NonNegativeFloat = 5e-4
+    schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_epochs: Annotated[int, Field(ge=0)] = 0
+
+
+class SupervisedPretrainConfig(_Section):
+    """Track 1: supervised pre-training with symmetric label noise (flip to another class)."""
+
+    enabled: bool = True
+    noise_ratios: list[NoiseRatio] = Field(min_length=1)
+    seeds: list[int] = Field(min_length=1)
+    optim: OptimConfig
+
+
+class ContrastivePretrainConfig(_Section):
+    """Track 2: CLIP-style pre-training of the image encoder against frozen text embeddings."""
+
+    enabled: bool = True
+    noise_ratios: list[NoiseRatio] = Field(min_length=1)
+    seeds: list[int] = Field(min_length=1)
+    dataset: str | None = Field(
+        default=None,
+        description="image-text pairs; null = the pre-training images with captions from class names",
+    )
+    n_train: PositiveInt | None = None
+    text_encoder: str = "all-minilm-l6-v2"
+    caption_templates: list[str] = Field(min_length=1)
+    embed_dim: PositiveInt = 128
+    temperature_init: PositiveFloat = 0.07
+    optim: OptimConfig
+
+    @field_validator("caption_templates")
+    @classmethod
+    def _templates_name_the_class(cls, templates: list[str]) -> list[str]:
+        bad = [t for t in templates if "{label}" not in t]
+        if bad:
+            raise ValueError(f"every caption template must contain '{{label}}'; these do not: {bad}")
+        return templates
+
+
+class PretrainSection(_Section):
+    """Notebook 01: pre-training on noisy labels."""
+
+    dataset: str
+    model: str
+    image_size: PositiveInt
+    n_train: PositiveInt | None = None
+    n_test: PositiveInt | None = None
+    data_seed: int = 0
+    augment: bool = True
+    supervised: SupervisedPretrainConfig
+    contrastive: ContrastivePretrainConfig
+
+
+class ProbeConfig(_Section):
+    """Linear probing on frozen features (NMTune App. A.2: AdamW, cosine, 30 epochs)."""
+
+    epochs: PositiveInt = 30
+    batch_size: PositiveInt = 64
+    lr: PositiveFloat = 0.01
+    weight_decay: NonNegativeFloat = 1e-4
+    standardize: bool = True
+
+
+class OODPairing(_Section):
+    """Train a linear probe on ``train``, test it on each of ``test``."""
+
+    name: str
+    train: str
+    test: list[str] = Field(min_length=1)
+
+
+class SpectralSection(_Section):
+    """Notebook 02: linear probing ID / OOD and the feature spectrum of every checkpoint."""
+
+    id_tasks: list[str] = Field(min_length=1)
+    ood: list[OODPairing] = Field(min_length=1)
+    test_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.3
+    max_per_class: PositiveInt | None = None
+    heldout_train: PositiveInt = 2000
+    heldout_test: PositiveInt = 2000
+    corruption_severity: Annotated[int, Field(ge=1, le=5)] = 3
+    split_seed: int = 0
+    probe: ProbeConfig = ProbeConfig()
+    spectrum_edges: tuple[PositiveInt, PositiveInt] = (20, 500)
+    feature_batch_size: PositiveInt = 512
+
+    @field_validator("spectrum_edges")
+    @classmethod
+    def _edges_increase(cls, edges: tuple[int, int]) -> tuple[int, int]:
+        if edges[0] >= edges[1]:
+            raise ValueError(f"expected two increasing indices [top, middle_end], got {list(edges)}")
+        return edges
+
+
+class Params(_Section):
+    """A whole params file."""
+
+    profile: str
+    description: str = ""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    data_root: Path | None = None
+    num_workers: Annotated[int, Field(ge=0)] = 0
+    pretrain: PretrainSection
+    spectral: SpectralSection
+
+    @model_validator(mode="after")
+    def _names_are_known(self) -> Params:
+        from nml.catalog import check_dataset_name, check_model_name
+
+        problems = []
+        for key, name in self.dataset_references():
+            try:
+                check_dataset_name(name)
+            except KeyError as err:
+                problems.append(f"{key}: {err.args[0]}")
+        for key, name in (("pretrain.model", self.pretrain.model),):
+            try:
+                check_model_name(name)
+            except KeyError as err:
+                problems.append(f"{key}: {err.args[0]}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def dataset_references(self) -> list[tuple[str, str]]:
+        """Every (dotted key, dataset name) the file refers to."""
+        refs = [("pretrain.dataset", self.pretrain.dataset)]
+        if self.pretrain.contrastive.dataset is not None:
+            refs.append(("pretrain.contrastive.dataset", self.pretrain.contrastive.dataset))
+        refs += [(f"spectral.id_tasks[{i}]", n) for i, n in enumerate(self.spectral.id_tasks)]
+        for i, pair in enumerate(self.spectral.ood):
+            refs.append((f"spectral.ood[{i}].train", pair.train))
+            refs += [(f"spectral.ood[{i}].test[{j}]", n) for j, n in enumerate(pair.test)]
+        return refs
+
+    def missing_datasets(self) -> dict[str, list[str]]:
+        """Dataset name -> what is missing on this machine (empty dict: all present)."""
+        from nml.catalog import missing_for_dataset
+
+        out: dict[str, list[str]] = {}
+        for _, name in self.dataset_references():
+            if name not in out:
+                missing = missing_for_dataset(name, self.data_root)
+                if missing:
+                    out[name] = missing
+        return out
+
+    def section(self, name: str) -> BaseModel:
+        """The section a notebook reads, by its name (``pretrain``, ``spectral`` …)."""
+        if name not in type(self).model_fields or not isinstance(getattr(self, name), BaseModel):
+            sections = [k for k, v in self if isinstance(v, BaseModel)]
+            raise KeyError(f"no params section {name!r}; sections are {sections}")
+        return getattr(self, name)
+
+
+# --------------------------------------------------------------------------------------------
+# loading
+
+
+def profile_path(profile: str) -> Path:
+    """The YAML of a named profile in the repository's ``params/`` folder."""
+    path = project_root() / "params" / f"{profile}.yaml"
+    if not path.is_file():
+        raise ParamsError(
+            f"unknown profile {profile!r}: expected one of {list(PROFILES)} "
+            f"(no file {path}); pass --params FILE for your own"
+        )
+    return path
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``section.key=value`` -> (["section", "key"], value parsed as YAML)."""
+    if "=" not in text:
+        raise ParamsError(f"override {text!r}: expected section.key=value")
+    key, raw = text.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ParamsError(f"override {text!r}: empty key before '='")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise ParamsError(f"override {key}: value {raw!r} is not valid YAML ({err})") from err
+    return parts, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with each ``a.b.c=value`` applied; unknown keys fail later."""
+    data = copy.deepcopy(raw)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part) if isinstance(node, dict) else None
+            if not isinstance(child, dict):
+                where = ".".join(parts[: i + 1])
+                raise ParamsError(f"override {text!r}: {where} is not a section of the params")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid params in {source}:"]
+    for e in err.errors():
+        key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in e["loc"])
+        key = key.replace(".[", "[")
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check spelling; see params/cpu.yaml for the schema)"
+        got = e.get("input")
+        got_text = "" if e["type"] in ("extra_forbidden", "missing") else f" (got {got!r})"
+        lines.append(f"  - {key or '<file>'}: {msg}{got_text}")
+    return "\n".join(lines)
+
+
+def validate_params(raw: dict[str, Any], source: str = "<params>") -> Params:
+    """Validate a raw mapping against the schema, raising ``ParamsError`` with every bad key."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a YAML mapping at the top level, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ParamsError(_format_errors(err, source)) from None
+
+
+def load_raw(profile: str | None = None, path: str | Path | None = None) -> tuple[dict, str]:
+    if profile is not None and path is not None:
+        raise ParamsError("give a profile or a params file, not both")
+    source = Path(path) if path is not None else profile_path(profile or "cpu")
+    if not source.is_file():
+        raise ParamsError(f"params file {source} does not exist")
+    try:
+        raw = yaml.safe_load(source.read_text())
+    except yaml.YAMLError as err:
+        raise ParamsError(f"params file {source} is not valid YAML: {err}") from err
+    return raw, str(source)
+
+
+def load_params(
+    profile: str | None = None,
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    *,
+    require_data: bool = True,
+) -> Params:
+    """Load, override and validate a params file.
+
+    Parameters
+    ----------
+    profile, path : a profile name in ``params/`` or a YAML path (default: the ``cpu`` profile).
+    overrides : ``section.key=value`` strings, values parsed as YAML.
+    require_data : also fail when a dataset the file names is missing on this machine.
+    """
+    raw, source = load_raw(profile, path)
+    params = validate_params(apply_overrides(raw, overrides or []), source)
+    if require_data:
+        missing = params.missing_datasets()
+        if missing:
+            lines = [f"  - {name}: {'; '.join(what)}" for name, what in missing.items()]
+            raise ParamsError(f"datasets named in {source} are missing on this machine:\n" + "\n".join(lines))
+    return params
+
+
+def dump_params(params: Params) -> str:
+    """YAML text of validated params (what a run actually used)."""
+    return yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False)

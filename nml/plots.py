@@ -1,0 +1,169 @@
+"""Figure helpers: every function takes a tidy frame and returns a matplotlib Figure."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from nml.cache import atomic_write  # noqa: E402
+
+log = logging.getLogger("nml.plots")
+sns.set_theme(style="whitegrid", context="notebook")
+
+
+def save_figure(fig: plt.Figure, out_dir: str | Path, name: str) -> Path:
+    """Write ``name.png`` atomically into ``out_dir`` and log it."""
+    path = Path(out_dir) / f"{name}.png"
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=120, bbox_inches="tight"))
+    log.info("wrote %s", path)
+    return path
+
+
+def save_table(df: pd.DataFrame, out_dir: str | Path, name: str) -> Path:
+    """Write ``name.csv`` atomically into ``out_dir``."""
+    from nml.cache import atomic_write_text
+
+    path = atomic_write_text(Path(out_dir) / f"{name}.csv", df.to_csv(index=False))
+    log.info("wrote %s", path)
+    return path
+
+
+def _pct_axis(ax: plt.Axes) -> None:
+    ax.set_xlabel("pre-training noise γ (%)")
+
+
+def training_curves(history: pd.DataFrame) -> plt.Figure:
+    """Per track: clean test accuracy and training loss per epoch, one line per γ (mean over seeds)."""
+    tracks = sorted(history["track"].unique())
+    fig, axes = plt.subplots(2, len(tracks), figsize=(5.5 * len(tracks), 7), squeeze=False)
+    h = history.assign(gamma_pct=(100 * history["gamma"]).round().astype(int))
+    for j, track in enumerate(tracks):
+        d = h[h["track"] == track]
+        sns.lineplot(d, x="epoch", y="test_acc", hue="gamma_pct", palette="viridis", ax=axes[0, j], errorbar="sd")
+        sns.lineplot(d, x="epoch", y="train_loss", hue="gamma_pct", palette="viridis", ax=axes[1, j], errorbar="sd", legend=False)
+        label = "clean test accuracy" + (" (zero-shot)" if track == "contrastive" else "")
+        axes[0, j].set(title=f"{track} pre-training", ylabel=label)
+        axes[1, j].set(ylabel="training loss (on noisy targets)")
+        axes[0, j].legend(title="γ (%)")
+    fig.tight_layout()
+    return fig
+
+
+def id_ood_vs_gamma(results: pd.DataFrame) -> plt.Figure:
+    """Fig. 1 analog: average ID and OOD probe accuracy vs γ, seed spread as error bars."""
+    per_seed = results.groupby(["track", "kind", "gamma", "seed"])["acc"].mean().reset_index()
+    per_seed["gamma_pct"] = 100 * per_seed["gamma"]
+    per_seed["acc_pct"] = 100 * per_seed["acc"]
+    tracks = sorted(per_seed["track"].unique())
+    fig, axes = plt.subplots(len(tracks), 2, figsize=(10, 3.6 * len(tracks)), squeeze=False)
+    for i, track in enumerate(tracks):
+        for j, kind in enumerate(["ID", "OOD"]):
+            d = per_seed[(per_seed["track"] == track) & (per_seed["kind"] == kind)]
+            ax = axes[i, j]
+            sns.lineplot(d, x="gamma_pct", y="acc_pct", marker="o", errorbar="sd", err_style="bars", ax=ax,
+                         color="C0" if kind == "ID" else "C3")
+            sns.stripplot(d, x="gamma_pct", y="acc_pct", native_scale=True, color="0.4", size=4, ax=ax, jitter=0.3)
+            ax.set(title=f"{track}: average {kind} accuracy", ylabel="LP accuracy (%)")
+            _pct_axis(ax)
+    fig.tight_layout()
+    return fig
+
+
+def spectral_scatter(results: pd.DataFrame) -> plt.Figure:
+    """Fig. 3 analog: SVE vs ID accuracy and LSVR vs OOD accuracy, one point per task, γ and seed."""
+    r = results.assign(gamma_pct=(100 * results["gamma"]).round().astype(int), acc_pct=100 * results["acc"])
+    tracks = sorted(r["track"].unique())
+    fig, axes = plt.subplots(len(tracks), 2, figsize=(11, 4 * len(tracks)), squeeze=False)
+    for i, track in enumerate(tracks):
+        d = r[r["track"] == track]
+        sns.scatterplot(d[d["kind"] == "ID"], x="sve", y="acc_pct", hue="gamma_pct", style="test_domain",
+                        palette="viridis", ax=axes[i, 0])
+        sns.scatterplot(d[d["kind"] == "OOD"], x="lsvr", y="acc_pct", hue="gamma_pct", style="test_domain",
+                        palette="viridis", ax=axes[i, 1])
+        axes[i, 0].set(title=f"{track}: SVE vs ID accuracy", xlabel="SVE of ID test features", ylabel="ID LP accuracy (%)")
+        axes[i, 1].set(title=f"{track}: LSVR vs OOD accuracy", xlabel="LSVR of OOD test features", ylabel="OOD LP accuracy (%)")
+        for ax in axes[i]:
+            ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def spectra_groups(spectrum: pd.DataFrame, kind: str = "ID") -> plt.Figure:
+    """Fig. 10–14 analog: normalised singular values in three index groups, one line per γ."""
+    s = spectrum[spectrum["kind"] == kind]
+    s = s.assign(gamma_pct=(100 * s["gamma"]).round().astype(int))
+    tracks = sorted(s["track"].unique())
+    groups = list(dict.fromkeys(s["group"]))
+    fig, axes = plt.subplots(len(tracks), len(groups), figsize=(4.5 * len(groups), 3.6 * len(tracks)), squeeze=False)
+    for i, track in enumerate(tracks):
+        for j, group in enumerate(groups):
+            d = s[(s["track"] == track) & (s["group"] == group)]
+            mean = d.groupby(["gamma_pct", "index"])["sigma_normalized"].mean().reset_index()
+            sns.lineplot(mean, x="index", y="sigma_normalized", hue="gamma_pct", palette="viridis", ax=axes[i, j])
+            axes[i, j].set(title=f"{track}, {kind} features: σ {group}", ylabel="σᵢ / Σσ", xlabel="index i")
+            if j:
+                axes[i, j].get_legend().remove()
+            else:
+                axes[i, j].legend(title="γ (%)", fontsize=8)
+            if group.startswith("top"):
+                axes[i, j].set_yscale("log")
+    fig.tight_layout()
+    return fig
+
+
+def per_task(results: pd.DataFrame, kind: str) -> plt.Figure:
+    """Fig. 6–9 analog: LP accuracy vs γ for each task (ID) or test domain (OOD)."""
+    r = results[results["kind"] == kind]
+    col = "task" if kind == "ID" else "test_domain"
+    r = r.assign(gamma_pct=100 * r["gamma"], acc_pct=100 * r["acc"],
+                 panel=r[col] if kind == "ID" else r["train_domain"] + " → " + r["test_domain"])
+    panels = list(dict.fromkeys(r["panel"]))
+    ncol = min(4, len(panels))
+    nrow = int(np.ceil(len(panels) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.3 * nrow), squeeze=False)
+    for k, panel in enumerate(panels):
+        ax = axes.flat[k]
+        sns.lineplot(r[r["panel"] == panel], x="gamma_pct", y="acc_pct", hue="track", marker="o", errorbar="sd", ax=ax)
+        ax.set(title=panel, ylabel="LP accuracy (%)")
+        _pct_axis(ax)
+        if k:
+            ax.get_legend().remove()
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def example_images(rows: dict[str, np.ndarray], labels: dict[str, np.ndarray], n: int = 10) -> plt.Figure:
+    """One row of example images per domain (images as model input in [-1, 1] or uint8)."""
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.1 * n, 1.25 * len(rows)), squeeze=False)
+    for i, (name, images) in enumerate(rows.items()):
+        for j in range(n):
+            ax = axes[i, j]
+            if j < len(images):
+                img = np.asarray(images[j]).squeeze()
+                ax.imshow(img, cmap="gray")
+                ax.set_title(str(labels[name][j]), fontsize=7)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[i, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def transition_matrix(matrix: np.ndarray, classes: list[str], title: str) -> plt.Figure:
+    """Heatmap of a realized noise transition matrix (rows: clean class, columns: noisy label)."""
+    fig, ax = plt.subplots(figsize=(6, 5))
+    sns.heatmap(matrix, annot=True, fmt=".2f", cmap="mako", xticklabels=classes, yticklabels=classes,
+                annot_kws={"size": 6}, ax=ax, vmin=0, vmax=1)
+    ax.set(title=title, xlabel="noisy label", ylabel="clean label")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,153 @@
+"""Run the notebooks in order, headlessly, through papermill.
+
+Notebooks are discovered as ``notebooks/NN_*.ipynb`` and run in the order of ``NN``; a new
+chapter is picked up by dropping a file there. Every notebook receives the same resolved params
+file (written once, after validation) and the output directory for its figures and tables.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from nml.cache import atomic_write_text
+from nml.locations import project_root
+from nml.params import Params, ParamsError, dump_params, load_params
+
+log = logging.getLogger("nml.runner")
+
+NOTEBOOK_PATTERN = re.compile(r"^(\d{2})_[\w-]+\.ipynb$")
+RESOLVED_PARAMS = "params.resolved.yaml"
+
+
+@dataclass(frozen=True)
+class Notebook:
+    number: str
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    params: Params
+    notebooks: list[Notebook]
+    executed_dir: Path
+    figures_dir: Path
+
+
+def discover_notebooks(directory: Path | None = None) -> list[Notebook]:
+    """``NN_name.ipynb`` files in ``directory`` (default: the repo's notebooks/), by number."""
+    directory = Path(directory) if directory else project_root() / "notebooks"
+    if not directory.is_dir():
+        raise FileNotFoundError(f"no notebooks folder at {directory}")
+    found = []
+    for path in sorted(directory.glob("*.ipynb")):
+        match = NOTEBOOK_PATTERN.match(path.name)
+        if match:
+            found.append(Notebook(match.group(1), path))
+    numbers = [nb.number for nb in found]
+    duplicated = sorted({n for n in numbers if numbers.count(n) > 1})
+    if duplicated:
+        raise ValueError(f"two notebooks share the number(s) {duplicated} in {directory}")
+    return found
+
+
+def select_notebooks(notebooks: list[Notebook], only: str | None) -> list[Notebook]:
+    """Keep the notebooks whose numbers are listed in ``only`` ("01,02" or "1,2")."""
+    if not only:
+        return notebooks
+    wanted = []
+    for token in only.split(","):
+        token = token.strip()
+        if not token.isdigit():
+            raise ParamsError(f"--only {only!r}: expected comma-separated notebook numbers like 01,02")
+        wanted.append(f"{int(token):02d}")
+    known = {nb.number for nb in notebooks}
+    unknown = [w for w in wanted if w not in known]
+    if unknown:
+        raise ParamsError(f"--only: no notebook numbered {unknown}; there are {sorted(known)}")
+    return [nb for nb in notebooks if nb.number in wanted]
+
+
+def plan_run(
+    *,
+    profile: str | None = None,
+    params_file: str | Path | None = None,
+    overrides: list[str] | None = None,
+    only: str | None = None,
+    output_dir: str | Path | None = None,
+    notebooks_dir: str | Path | None = None,
+    require_data: bool = True,
+) -> RunPlan:
+    """Validate everything a run needs, before any notebook starts."""
+    if profile is None and params_file is None:
+        profile = "cpu"
+    params = load_params(profile, params_file, overrides, require_data=require_data)
+    notebooks = select_notebooks(discover_notebooks(notebooks_dir), only)
+    if output_dir is not None:
+        executed_dir = figures_dir = Path(output_dir).resolve()
+    else:
+        executed_dir = project_root() / "runs" / params.profile
+        figures_dir = project_root() / "figures" / params.profile
+    return RunPlan(params, notebooks, executed_dir, figures_dir)
+
+
+def describe_plan(plan: RunPlan) -> str:
+    """What a run would do, for ``--dry-run``: notebooks, grids, what is missing here."""
+    from nml.grid import describe_grid
+
+    p = plan.params
+    lines = [
+        f"profile: {p.profile}  ({p.description})" if p.description else f"profile: {p.profile}",
+        f"executed notebooks -> {plan.executed_dir}",
+        f"figures and tables -> {plan.figures_dir}",
+        "notebooks:",
+    ]
+    for nb in plan.notebooks:
+        lines.append(f"  {nb.path.name}")
+        lines += [f"      {line}" for line in describe_grid(p, nb.number)]
+    missing = p.missing_datasets()
+    lines.append("missing on this machine:" if missing else "missing on this machine: nothing")
+    for name, what in missing.items():
+        lines.append(f"  - {name}: {'; '.join(what)}")
+    from nml.catalog import missing_models
+
+    for name, what in missing_models(p).items():
+        lines.append(f"  - model {name}: {what}")
+    return "\n".join(lines)
+
+
+def execute_plan(plan: RunPlan, *, kernel_name: str | None = None, log_output: bool = False) -> list[Path]:
+    """Execute the planned notebooks with papermill; return the executed notebook paths."""
+    import papermill
+
+    plan.executed_dir.mkdir(parents=True, exist_ok=True)
+    plan.figures_dir.mkdir(parents=True, exist_ok=True)
+    resolved = atomic_write_text(plan.executed_dir / RESOLVED_PARAMS, dump_params(plan.params))
+    done = []
+    for nb in plan.notebooks:
+        out = plan.executed_dir / nb.path.name
+        log.info("running %s -> %s", nb.path.name, out)
+        start = time.perf_counter()
+        papermill.execute_notebook(
+            str(nb.path),
+            str(out),
+            parameters={
+                "profile": plan.params.profile,
+                "params_path": str(resolved),
+                "output_dir": str(plan.figures_dir),
+            },
+            cwd=str(nb.path.parent),
+            kernel_name=kernel_name,
+            log_output=log_output,
+            progress_bar=True,
+        )
+        log.info("finished %s in %.1f s", nb.path.name, time.perf_counter() - start)
+        done.append(out)
+    return done

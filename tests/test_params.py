@@ -1,0 +1,123 @@
+import pytest
+import yaml
+
+from nml.params import PROFILES, ParamsError, apply_overrides, dump_params, load_params, load_raw, validate_params
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_profile_validates(profile):
+    params = load_params(profile, require_data=False)
+    assert params.profile == profile
+    # the dumped params round-trip through the schema unchanged
+    again = validate_params(yaml.safe_load(dump_params(params)))
+    assert again == params
+
+
+def test_default_is_cpu():
+    assert load_params(require_data=False).profile == "cpu"
+
+
+def _cpu_raw():
+    raw, _ = load_raw("cpu")
+    return raw
+
+
+def _error(raw) -> str:
+    with pytest.raises(ParamsError) as info:
+        validate_params(raw, "test.yaml")
+    return str(info.value)
+
+
+def test_unknown_key_is_named():
+    raw = _cpu_raw()
+    raw["pretrain"]["supervised"]["epochz"] = 3
+    msg = _error(raw)
+    assert "pretrain.supervised.epochz" in msg and "unknown key" in msg
+
+
+def test_noise_ratio_out_of_range_is_named():
+    raw = _cpu_raw()
+    raw["pretrain"]["supervised"]["noise_ratios"] = [0.0, 1.0]
+    msg = _error(raw)
+    assert "pretrain.supervised.noise_ratios[1]" in msg and "less than 1" in msg
+
+
+def test_negative_noise_ratio_is_refused():
+    raw = _cpu_raw()
+    raw["pretrain"]["contrastive"]["noise_ratios"] = [-0.1]
+    assert "pretrain.contrastive.noise_ratios[0]" in _error(raw)
+
+
+def test_wrong_type_is_named():
+    raw = _cpu_raw()
+    raw["pretrain"]["supervised"]["optim"]["epochs"] = "many"
+    msg = _error(raw)
+    assert "pretrain.supervised.optim.epochs" in msg and "integer" in msg
+
+
+def test_unknown_dataset_is_named():
+    raw = _cpu_raw()
+    raw["spectral"]["id_tasks"] = ["mnist-5k", "mnist-6k"]
+    msg = _error(raw)
+    assert "spectral.id_tasks[1]" in msg and "mnist-6k" in msg
+
+
+def test_unknown_corruption_is_named():
+    raw = _cpu_raw()
+    raw["spectral"]["ood"][3]["test"] = ["fashion-mnist-c/sunburn"]
+    assert "sunburn" in _error(raw)
+
+
+def test_unknown_model_is_named():
+    raw = _cpu_raw()
+    raw["pretrain"]["model"] = "resnet-9000"
+    assert "pretrain.model" in _error(raw)
+
+
+def test_caption_template_must_name_the_label():
+    raw = _cpu_raw()
+    raw["pretrain"]["contrastive"]["caption_templates"] = ["a photo."]
+    assert "{label}" in _error(raw)
+
+
+def test_missing_dataset_path_fails_before_running(tmp_path):
+    raw, _ = load_raw("paper")
+    raw["data_root"] = str(tmp_path / "nowhere")
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ParamsError, match=r"imagenet-1k: no folder .*nowhere"):
+        load_params(path=path)
+
+
+def test_overrides_parse_yaml_values():
+    raw = apply_overrides(_cpu_raw(), ["pretrain.supervised.seeds=[3, 4]", "spectral.probe.lr=0.5"])
+    params = validate_params(raw)
+    assert params.pretrain.supervised.seeds == [3, 4]
+    assert params.spectral.probe.lr == 0.5
+
+
+def test_override_of_unknown_key_is_refused():
+    raw = apply_overrides(_cpu_raw(), ["spectral.probe.learning_rate=0.5"])
+    assert "spectral.probe.learning_rate" in _error(raw)
+
+
+def test_override_into_a_value_is_refused():
+    with pytest.raises(ParamsError, match="pretrain.model is not a section"):
+        apply_overrides(_cpu_raw(), ["pretrain.model.depth=3"])
+
+
+def test_override_without_equals_is_refused():
+    with pytest.raises(ParamsError, match="expected section.key=value"):
+        apply_overrides(_cpu_raw(), ["pretrain.model"])
+
+
+def test_unknown_profile_lists_profiles():
+    with pytest.raises(ParamsError, match="unknown profile 'gpu'"):
+        load_params("gpu")
+
+
+def test_section_lookup():
+    params = load_params("smoke", require_data=False)
+    assert params.section("pretrain") is params.pretrain
+    with pytest.raises(KeyError, match="no params section"):
+        params.section("profile")

@@ -1,0 +1,101 @@
+import json
+
+import nbformat
+import pytest
+
+from nml.cli import main
+from nml.params import ParamsError
+from nml.runner import discover_notebooks, plan_run, select_notebooks
+
+
+def _write_nb(path, source="x = 1"):
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('profile = "cpu"\nparams_path = None\noutput_dir = None')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(source)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+def test_discovers_numbered_notebooks_in_order(tmp_path):
+    for name in ["02_b.ipynb", "01_a.ipynb", "10_later.ipynb", "scratch.ipynb"]:
+        _write_nb(tmp_path / name)
+    found = discover_notebooks(tmp_path)
+    assert [nb.path.name for nb in found] == ["01_a.ipynb", "02_b.ipynb", "10_later.ipynb"]
+
+
+def test_duplicate_numbers_are_refused(tmp_path):
+    _write_nb(tmp_path / "01_a.ipynb")
+    _write_nb(tmp_path / "01_b.ipynb")
+    with pytest.raises(ValueError, match="share the number"):
+        discover_notebooks(tmp_path)
+
+
+def test_only_selects_and_validates(tmp_path):
+    for name in ["01_a.ipynb", "02_b.ipynb", "03_c.ipynb"]:
+        _write_nb(tmp_path / name)
+    found = discover_notebooks(tmp_path)
+    assert [nb.number for nb in select_notebooks(found, "1,03")] == ["01", "03"]
+    with pytest.raises(ParamsError, match="no notebook numbered"):
+        select_notebooks(found, "04")
+    with pytest.raises(ParamsError, match="comma-separated"):
+        select_notebooks(found, "a,b")
+
+
+def test_repository_notebooks_are_clean_and_parameterised():
+    notebooks = discover_notebooks()
+    assert [nb.number for nb in notebooks][:2] == ["01", "02"]
+    for nb in notebooks:
+        data = json.loads(nb.path.read_text())
+        code = [c for c in data["cells"] if c["cell_type"] == "code"]
+        assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), nb.path
+        tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(tagged) == 1, f"{nb.path} needs exactly one 'parameters' cell"
+        assert "params_path" in "".join(tagged[0]["source"])
+
+
+def test_output_dir_holds_everything(tmp_path):
+    plan = plan_run(profile="smoke", output_dir=tmp_path / "out", require_data=False)
+    assert plan.executed_dir == plan.figures_dir == (tmp_path / "out").resolve()
+
+
+def test_default_output_dirs_follow_profile():
+    plan = plan_run(profile="smoke", require_data=False)
+    assert plan.executed_dir.parts[-2:] == ("runs", "smoke")
+    assert plan.figures_dir.parts[-2:] == ("figures", "smoke")
+
+
+def test_bad_params_are_refused_before_anything_runs(tmp_path, capsys, monkeypatch):
+    import papermill
+
+    def _must_not_run(*a, **k):
+        raise AssertionError("a notebook ran despite invalid params")
+
+    monkeypatch.setattr(papermill, "execute_notebook", _must_not_run)
+    code = main(["run", "--profile", "smoke", "-p", "pretrain.supervised.noise_ratios=[0.5, 1.2]",
+                 "--output-dir", str(tmp_path)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "pretrain.supervised.noise_ratios[1]" in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_paper_dry_run_lists_notebooks_grid_and_missing(capsys):
+    assert main(["run", "--profile", "paper", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "01_pretraining.ipynb" in out and "02_spectral_analysis.ipynb" in out
+    assert "gamma {0%, 5%, 10%, 20%, 30%}" in out
+    assert "imagenet-1k: no folder" in out
+    assert "domainnet-sketch" in out
+
+
+def test_runner_executes_with_papermill(tmp_path):
+    nb_dir = tmp_path / "nbs"
+    nb_dir.mkdir()
+    _write_nb(nb_dir / "01_write.ipynb",
+              "from pathlib import Path\nPath(output_dir, 'made.txt').write_text(profile + ' ' + str(params_path))")
+    out = tmp_path / "out"
+    assert main(["run", "--profile", "smoke", "--output-dir", str(out), "--notebooks-dir", str(nb_dir)]) == 0
+    assert (out / "01_write.ipynb").exists()
+    text = (out / "made.txt").read_text()
+    assert text.startswith("smoke ") and text.endswith("params.resolved.yaml")
