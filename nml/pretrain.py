@@ -28,7 +28,13 @@ from nml.cache import atomic_torch_save, stable_hash
 from nml.locations import checkpoints_dir
 from nml.models import create_backbone, feature_dim
 from nml.params import OptimConfig
-from nml.training import epoch_generator, make_optimizer, make_scheduler, random_crop_flip, shuffled_batches
+from nml.training import (
+    epoch_generator,
+    make_optimizer,
+    make_scheduler,
+    random_crop_flip,
+    shuffled_batches,
+)
 
 log = logging.getLogger("nml.pretrain")
 

@@ -1,7 +1,15 @@
 import pytest
 import yaml
 
-from nml.params import PROFILES, ParamsError, apply_overrides, dump_params, load_params, load_raw, validate_params
+from nml.params import (
+    PROFILES,
+    ParamsError,
+    apply_overrides,
+    dump_params,
+    load_params,
+    load_raw,
+    validate_params,
+)
 
 
 @pytest.mark.parametrize("profile", PROFILES)

@@ -17,7 +17,13 @@ from nml.models import resolve_device
 from nml.noise import inject_noise, pair_swap_noise
 from nml.params import Params
 from nml.preprocess import gray_tensor, gray_transform_id
-from nml.pretrain import Checkpoint, ContrastiveTrainer, PretrainSpec, SupervisedTrainer, captions_for
+from nml.pretrain import (
+    Checkpoint,
+    ContrastiveTrainer,
+    PretrainSpec,
+    SupervisedTrainer,
+    captions_for,
+)
 
 log = logging.getLogger("nml.chapters.pretraining")
 

@@ -17,7 +17,13 @@ from tqdm.auto import tqdm
 
 from nml.catalog import CORRUPTED_FASHION_PREFIX
 from nml.features import array_id, extract_features
-from nml.metrics import accuracy, largest_singular_value_ratio, macro_f1, singular_value_entropy, singular_values
+from nml.metrics import (
+    accuracy,
+    largest_singular_value_ratio,
+    macro_f1,
+    singular_value_entropy,
+    singular_values,
+)
 from nml.models import resolve_device
 from nml.params import Params
 from nml.preprocess import gray_tensor, gray_transform_id

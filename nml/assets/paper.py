@@ -1,0 +1,227 @@
+"""Sources of the ``paper`` profile: described and checked here, never downloaded by nml.
+
+* ``TorchvisionDataset``: a torchvision dataset class reading ``root`` (``download=False``);
+* ``ImageFolderDataset``: ``<root>/<split>/<class>/<image>`` trees (ImageNet-1K, DomainNet...);
+* ``TimmModel`` / ``HFModel``: pretrained weights by name (timm, Hugging Face hub cache).
+
+Each has ``check(root) -> list[str]``: what is missing (empty: ready), used by
+``nml run --profile paper --dry-run``. ``load_torchvision`` and ``load_image_folder`` are the
+real loaders.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "HFModel",
+    "ImageFolderDataset",
+    "PAPER_SOURCES",
+    "TimmModel",
+    "TorchvisionDataset",
+    "load_image_folder",
+    "load_torchvision",
+]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+
+# What each torchvision class expects directly under its root (from torchvision's sources).
+_TORCHVISION_LAYOUT: dict[str, str] = {
+    "CIFAR10": "cifar-10-batches-py",
+    "CIFAR100": "cifar-100-python",
+    "STL10": "stl10_binary",
+    "Food101": "food-101",
+    "Flowers102": "flowers-102",
+    "OxfordIIITPet": "oxford-iiit-pet",
+    "StanfordCars": "stanford_cars",
+    "FGVCAircraft": "fgvc-aircraft-2013b",
+    "DTD": "dtd",
+    "Caltech101": "caltech101",
+    "EuroSAT": "eurosat",
+    "PCAM": "pcam",
+    "RenderedSST2": "rendered-sst2",
+    "MNIST": "MNIST/raw",
+    "FashionMNIST": "FashionMNIST/raw",
+    "SVHN": "",  # train_32x32.mat etc. directly under root
+}
+
+
+def _torchvision_class(class_name: str) -> type:
+    import torchvision.datasets
+
+    cls = getattr(torchvision.datasets, class_name, None)
+    if not isinstance(cls, type):
+        raise KeyError(f"torchvision.datasets has no dataset class {class_name!r}")
+    return cls
+
+
+@dataclass(frozen=True)
+class TorchvisionDataset:
+    """A dataset read by ``torchvision.datasets.<class_name>(root, ..., download=False)``."""
+
+    name: str
+    class_name: str
+    description: str = ""
+
+    def expected_folder(self, root: str | Path) -> Path:
+        return Path(root).expanduser() / _TORCHVISION_LAYOUT.get(self.class_name, "")
+
+    def check(self, root: str | Path) -> list[str]:
+        root = Path(root).expanduser()
+        try:
+            _torchvision_class(self.class_name)
+        except KeyError as err:
+            return [str(err.args[0])]
+        if not root.is_dir():
+            return [f"{self.name}: no folder {root} (torchvision {self.class_name} root)"]
+        folder = self.expected_folder(root)
+        if not folder.exists():
+            return [
+                f"{self.name}: no {folder} (torchvision {self.class_name} layout; download it once with "
+                f"torchvision.datasets.{self.class_name}(root={str(root)!r}, download=True))"
+            ]
+        return []
+
+
+@dataclass(frozen=True)
+class ImageFolderDataset:
+    """``<root>/<split>/<class>/<image>`` trees, one per split."""
+
+    name: str
+    splits: tuple[str, ...] = ("train", "val")
+    description: str = ""
+
+    def check(self, root: str | Path) -> list[str]:
+        root = Path(root).expanduser()
+        if not root.is_dir():
+            return [f"{self.name}: no folder {root} (expected {root}/<split>/<class>/<image>)"]
+        problems = []
+        for split in self.splits:
+            folder = root / split
+            if not folder.is_dir():
+                problems.append(f"{self.name}: no split folder {folder}")
+            elif not any(p.is_dir() for p in folder.iterdir()):
+                problems.append(f"{self.name}: {folder} has no class folders")
+        return problems
+
+
+def _hf_cached(repo_id: str, filename: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, filename), str)
+
+
+@dataclass(frozen=True)
+class TimmModel:
+    """A timm architecture whose pretrained weights must be in the Hugging Face cache or ``root``."""
+
+    name: str
+    description: str = ""
+
+    def check(self, root: str | Path | None = None) -> list[str]:
+        import timm
+
+        if not timm.is_model(self.name):
+            return [f"timm has no model {self.name!r} (see timm.list_models())"]
+        if root is not None:
+            base = Path(root).expanduser()
+            found = [p for p in (base / self.name, *(base / f"{self.name}{s}" for s in (".safetensors", ".pth", ".bin")))
+                     if p.exists()]
+            return [] if found else [f"{self.name}: no weights {base}/{self.name}[.safetensors|.pth|.bin]"]
+        cfg = timm.models.get_pretrained_cfg(self.name)
+        hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+        if not hub_id:
+            return [f"{self.name}: timm knows no hub weights for it; give a weights folder"]
+        if not any(_hf_cached(hub_id, f) for f in ("model.safetensors", "pytorch_model.bin")):
+            return [f"{self.name}: weights {hub_id} not in the Hugging Face cache "
+                    f"(run once with network: timm.create_model({self.name!r}, pretrained=True))"]
+        return []
+
+
+@dataclass(frozen=True)
+class HFModel:
+    """A Hugging Face hub model: a snapshot in the hub cache, or a local folder ``root/<name>``."""
+
+    name: str
+    description: str = ""
+
+    def check(self, root: str | Path | None = None) -> list[str]:
+        if root is not None:
+            folder = Path(root).expanduser() / self.name
+            if not (folder / "config.json").is_file():
+                return [f"{self.name}: no {folder}/config.json"]
+            return []
+        if not _hf_cached(self.name, "config.json"):
+            return [f"{self.name}: not in the Hugging Face cache (run once with network: "
+                    f"huggingface_hub.snapshot_download({self.name!r}))"]
+        return []
+
+
+PAPER_SOURCES: dict[str, Any] = {
+    s.name: s for s in [
+        TorchvisionDataset("cifar10", "CIFAR10", "CIFAR-10"),
+        TorchvisionDataset("cifar100", "CIFAR100", "CIFAR-100"),
+        TorchvisionDataset("stl10", "STL10", "STL-10"),
+        TorchvisionDataset("food101", "Food101", "Food-101"),
+        TorchvisionDataset("flowers102", "Flowers102", "Oxford Flowers-102"),
+        TorchvisionDataset("oxford-pet", "OxfordIIITPet", "Oxford-IIIT Pet"),
+        TorchvisionDataset("stanford-cars", "StanfordCars", "Stanford Cars"),
+        TorchvisionDataset("fgvc-aircraft", "FGVCAircraft", "FGVC Aircraft"),
+        TorchvisionDataset("dtd", "DTD", "Describable Textures"),
+        TorchvisionDataset("svhn", "SVHN", "SVHN"),
+        ImageFolderDataset("imagenet-1k", ("train", "val"), "ImageNet-1K"),
+        *(ImageFolderDataset(f"domainnet-{d}", ("train", "test"), f"DomainNet {d}")
+          for d in ("real", "sketch", "painting", "clipart")),
+        TimmModel("resnet50.a1_in1k", "ResNet-50 (ImageNet-1K)"),
+        TimmModel("vit_base_patch16_224.augreg_in21k", "ViT-B/16 (ImageNet-21K)"),
+        HFModel("openai/clip-vit-base-patch32", "CLIP ViT-B/32"),
+    ]
+}
+
+
+def load_torchvision(name: str, root: str | Path, split: str = "train",
+                     transform: Callable | None = None) -> Any:
+    """``torchvision.datasets.<name>`` over ``root`` with ``download=False``.
+
+    ``name`` is the class name (``"CIFAR10"``) or a ``PAPER_SOURCES`` name (``"cifar10"``).
+    ``split`` is passed as ``split=`` to classes that take one, as ``train=(split == "train")``
+    to those that take ``train`` (CIFAR, MNIST), and ignored by classes with neither.
+    """
+    source = PAPER_SOURCES.get(name)
+    class_name = source.class_name if isinstance(source, TorchvisionDataset) else name
+    cls = _torchvision_class(class_name)
+    params = inspect.signature(cls.__init__).parameters
+    kwargs: dict[str, Any] = {"transform": transform}
+    if "download" in params:
+        kwargs["download"] = False
+    if "split" in params:
+        kwargs["split"] = split
+    elif "train" in params:
+        if split not in ("train", "test"):
+            raise ValueError(f"torchvision {class_name} has splits 'train' and 'test', got {split!r}")
+        kwargs["train"] = split == "train"
+    try:
+        return cls(str(Path(root).expanduser()), **kwargs)
+    except RuntimeError as err:
+        folder = TorchvisionDataset(name, class_name).expected_folder(root)
+        raise FileNotFoundError(
+            f"torchvision {class_name} found no usable data under {root} (expected {folder}): {err}. "
+            f"Download it once with torchvision.datasets.{class_name}(root={str(root)!r}, download=True)."
+        ) from err
+
+
+def load_image_folder(root: str | Path, split: str, transform: Callable | None = None) -> Any:
+    """``torchvision.datasets.ImageFolder`` over ``<root>/<split>`` (``<class>/<image>`` inside)."""
+    from torchvision.datasets import ImageFolder
+
+    folder = Path(root).expanduser() / split
+    if not folder.is_dir():
+        present = sorted(p.name for p in Path(root).expanduser().iterdir()) if Path(root).expanduser().is_dir() else []
+        raise FileNotFoundError(
+            f"no split folder {folder} (expected {root}/<split>/<class>/<image>; splits present: {present})"
+        )
+    return ImageFolder(str(folder), transform=transform)
