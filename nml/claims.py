@@ -70,16 +70,19 @@ def _trend(d: pd.DataFrame, column: str) -> tuple[float, float, float, float]:
     return rho, float(hi.mean() - lo.mean()), max(_std(lo), _std(hi)), gammas[-1]
 
 
-def claim_c2(results: pd.DataFrame, track: str) -> dict:
-    d = _per_seed(results, track, "OOD", "acc")
+def claim_c2(results: pd.DataFrame, track: str, pairing: str | None = None) -> dict:
+    """C2 over every OOD pairing, or over one (``pairing`` = an OOD task name)."""
+    sub = results if pairing is None else results[(results["kind"] != "OOD") | (results["task"] == pairing)]
+    d = _per_seed(sub, track, "OOD", "acc")
     rho, change, spread, top = _trend(d, "acc")
     effect = -100 * change
-    evidence = (f"OOD acc change 0%->{100 * top:g}%: {100 * change:+.2f} pts (seed spread {100 * spread:.2f}); "
+    scope = "" if pairing is None else f"[{pairing}] "
+    evidence = (f"{scope}OOD acc change 0%->{100 * top:g}%: {100 * change:+.2f} pts (seed spread {100 * spread:.2f}); "
                 f"Spearman rho(gamma, acc) = {rho:+.2f}")
     verdict = _verdict(effect, 100 * spread)
     if verdict == "holds" and rho > -0.3:
         verdict = "weak (within seed spread)"  # the end points drop but the trend is not monotone
-    return _row("C2", track, effect, evidence, verdict)
+    return _row("C2", track, effect, evidence, verdict, scope=pairing or "all OOD pairings")
 
 
 def _claim_rises(results: pd.DataFrame, track: str, kind: str, column: str, claim: str) -> dict:
@@ -110,8 +113,8 @@ def claim_c3c(results: pd.DataFrame, track: str) -> dict:
     return _row("C3c", track, -mean_r, evidence, verdict)
 
 
-def _row(claim: str, track: str, effect: float, evidence: str, verdict: str) -> dict:
-    return {"claim": claim, "statement": CLAIMS[claim], "track": track, "verdict": verdict,
+def _row(claim: str, track: str, effect: float, evidence: str, verdict: str, scope: str = "") -> dict:
+    return {"claim": claim, "statement": CLAIMS[claim], "track": track, "scope": scope, "verdict": verdict,
             "effect": effect, "evidence": evidence}
 
 
@@ -122,6 +125,7 @@ def spectral_claims(results: pd.DataFrame) -> pd.DataFrame:
         rows += [
             claim_c1(results, track),
             claim_c2(results, track),
+            *(claim_c2(results, track, p) for p in sorted(results.loc[results["kind"] == "OOD", "task"].unique())),
             _claim_rises(results, track, "ID", "sve", "C3a"),
             _claim_rises(results, track, "OOD", "lsvr", "C3b"),
             claim_c3c(results, track),

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from nml.assets.base import AssetError
 from nml.params import ParamsError
 
 
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return _cmd_run(args)
         return _cmd_assets(args)
-    except (ParamsError, KeyError, FileNotFoundError) as err:
+    except (ParamsError, KeyError, FileNotFoundError, AssetError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         print(f"nml: error: {message}", file=sys.stderr)
         return 2

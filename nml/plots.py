@@ -70,7 +70,7 @@ def id_ood_vs_gamma(results: pd.DataFrame) -> plt.Figure:
             ax = axes[i, j]
             sns.lineplot(d, x="gamma_pct", y="acc_pct", marker="o", errorbar="sd", err_style="bars", ax=ax,
                          color="C0" if kind == "ID" else "C3")
-            sns.stripplot(d, x="gamma_pct", y="acc_pct", native_scale=True, color="0.4", size=4, ax=ax, jitter=0.3)
+            ax.scatter(d["gamma_pct"], d["acc_pct"], color="0.4", s=12, zorder=3, label="seeds")
             ax.set(title=f"{track}: average {kind} accuracy", ylabel="LP accuracy (%)")
             _pct_axis(ax)
     fig.tight_layout()
@@ -150,7 +150,9 @@ def example_images(rows: dict[str, np.ndarray], labels: dict[str, np.ndarray], n
             ax = axes[i, j]
             if j < len(images):
                 img = np.asarray(images[j]).squeeze()
-                ax.imshow(img, cmap="gray")
+                # fixed grey range: autoscaling would hide exactly the contrast shifts we show
+                lo, hi = (0, 255) if img.dtype == np.uint8 else (-1, 1)
+                ax.imshow(img, cmap="gray", vmin=lo, vmax=hi)
                 ax.set_title(str(labels[name][j]), fontsize=7)
             ax.set_xticks([])
             ax.set_yticks([])

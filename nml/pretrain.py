@@ -139,6 +139,10 @@ class _Trainer:
         yield from self.heads.parameters()
 
     def run(self) -> Checkpoint:
+        with torch.enable_grad():  # also when called inside torch.no_grad()
+            return self._run()
+
+    def _run(self) -> Checkpoint:
         if self.final_path.exists():
             state = _load_state(self.final_path)
             if state is not None:

@@ -123,8 +123,12 @@ def describe_plan(plan: RunPlan) -> str:
     return "\n".join(lines)
 
 
-def execute_plan(plan: RunPlan, *, kernel_name: str | None = None, log_output: bool = False) -> list[Path]:
-    """Execute the planned notebooks with papermill; return the executed notebook paths."""
+def execute_plan(plan: RunPlan, *, kernel_name: str | None = None, log_output: bool = True) -> list[Path]:
+    """Execute the planned notebooks with papermill; return the executed notebook paths.
+
+    ``log_output`` streams each notebook's printed output and log lines (what is trained,
+    cached or reused) to this process's log as it runs.
+    """
     import papermill
 
     plan.executed_dir.mkdir(parents=True, exist_ok=True)

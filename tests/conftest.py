@@ -12,3 +12,16 @@ def nml_home(tmp_path, monkeypatch):
     home = tmp_path / "nml_home"
     monkeypatch.setenv("NML_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def nml_home_with_assets(tmp_path, monkeypatch):
+    """An empty NML_HOME for caches that still sees the fetched offline assets (read-only use)."""
+    from nml.locations import assets_dir
+
+    real_assets = assets_dir()
+    home = tmp_path / "nml_home"
+    home.mkdir()
+    (home / "assets").symlink_to(real_assets, target_is_directory=True)
+    monkeypatch.setenv("NML_HOME", str(home))
+    return home

@@ -24,7 +24,16 @@ def _results(id_acc, ood_acc, sve, lsvr, seeds=(0, 1), noise=0.001):
 
 
 def _verdicts(df):
-    return dict(zip(spectral_claims(df)["claim"], spectral_claims(df)["verdict"], strict=True))
+    table = spectral_claims(df)
+    overall = table[table["scope"].isin(["", "all OOD pairings"])]
+    return dict(zip(overall["claim"], overall["verdict"], strict=True))
+
+
+def test_c2_is_also_reported_per_pairing():
+    df = _results(lambda g: 0.8, lambda g: 0.6 - 0.3 * g, lambda g: 3.0, lambda g, a: 1.0)
+    table = spectral_claims(df)
+    per = table[(table["claim"] == "C2") & (table["scope"] == "p")]
+    assert len(per) == 1 and per["verdict"].item() == "holds"
 
 
 def test_paper_like_numbers_hold():

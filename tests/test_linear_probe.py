@@ -62,3 +62,11 @@ def test_bad_inputs(blobs):
     probe = LinearProbe(epochs=1).fit(X, y)
     with pytest.raises(ValueError, match="features"):
         probe.predict(X[:, :3])
+
+
+def test_fits_inside_no_grad(blobs):
+    import torch
+
+    with torch.no_grad():
+        probe = LinearProbe(epochs=2).fit(*blobs)
+    assert probe.score(*blobs) > 0.5

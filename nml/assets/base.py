@@ -115,7 +115,7 @@ class Asset:
         result = self.verify()
         if not result.ok or result.path is None:
             raise AssetMissingError(
-                f"asset {self.name!r} is not available ({result.status}: {result.reason}); "
+                f"asset {self.name!r} is {result.status} ({result.reason}); "
                 f"{self.fetch_hint()}"
             )
         return result.path

@@ -20,10 +20,14 @@ from typing import Any
 __all__ = [
     "HFModel",
     "ImageFolderDataset",
+    "ImageTextDataset",
+    "PAPER_DATASETS",
     "PAPER_SOURCES",
+    "dataset_targets",
     "TimmModel",
     "TorchvisionDataset",
     "load_image_folder",
+    "load_image_text",
     "load_torchvision",
 ]
 
@@ -109,6 +113,48 @@ class ImageFolderDataset:
         return problems
 
 
+@dataclass(frozen=True)
+class ImageTextDataset:
+    """Image-text pairs: ``<root>/captions.csv`` with columns ``image`` (path relative to root)
+    and ``caption`` (the layout CLIP-style data such as YFCC15M is commonly converted to)."""
+
+    name: str
+    description: str = ""
+
+    def check(self, root: str | Path) -> list[str]:
+        root = Path(root).expanduser()
+        if not (root / "captions.csv").is_file():
+            return [f"{self.name}: no {root / 'captions.csv'} (expected columns image,caption; images under {root})"]
+        return []
+
+
+def load_image_text(root: str | Path, transform: Callable | None = None) -> Any:
+    """The image-text pairs under ``root`` as a dataset yielding ``(image, index)``; ``.captions``
+    holds the texts in the same order."""
+    import pandas as pd
+    import torch
+    from PIL import Image
+
+    root = Path(root).expanduser()
+    table = pd.read_csv(root / "captions.csv")
+    missing = {"image", "caption"} - set(table.columns)
+    if missing:
+        raise ValueError(f"{root / 'captions.csv'}: missing column(s) {sorted(missing)}; expected image,caption")
+
+    class _Pairs(torch.utils.data.Dataset):
+        captions = [str(c) for c in table["caption"]]
+        images = [root / p for p in table["image"]]
+
+        def __len__(self) -> int:
+            return len(self.images)
+
+        def __getitem__(self, i: int):
+            image = Image.open(self.images[i]).convert("RGB")
+            return (transform(image) if transform else image), i
+
+    return _Pairs()
+
+
 def _hf_cached(repo_id: str, filename: str) -> bool:
     from huggingface_hub import try_to_load_from_cache
 
@@ -163,24 +209,56 @@ class HFModel:
 
 PAPER_SOURCES: dict[str, Any] = {
     s.name: s for s in [
+        # NMTune Table 4: the in-domain downstream sets
         TorchvisionDataset("cifar10", "CIFAR10", "CIFAR-10"),
         TorchvisionDataset("cifar100", "CIFAR100", "CIFAR-100"),
-        TorchvisionDataset("stl10", "STL10", "STL-10"),
+        TorchvisionDataset("flowers102", "Flowers102", "Oxford Flowers-102 (mean per class)"),
         TorchvisionDataset("food101", "Food101", "Food-101"),
-        TorchvisionDataset("flowers102", "Flowers102", "Oxford Flowers-102"),
-        TorchvisionDataset("oxford-pet", "OxfordIIITPet", "Oxford-IIIT Pet"),
+        TorchvisionDataset("oxford-pet", "OxfordIIITPet", "Oxford-IIIT Pet (mean per class)"),
         TorchvisionDataset("stanford-cars", "StanfordCars", "Stanford Cars"),
-        TorchvisionDataset("fgvc-aircraft", "FGVCAircraft", "FGVC Aircraft"),
-        TorchvisionDataset("dtd", "DTD", "Describable Textures"),
+        TorchvisionDataset("fgvc-aircraft", "FGVCAircraft", "FGVC Aircraft (mean per class)"),
         TorchvisionDataset("svhn", "SVHN", "SVHN"),
+        TorchvisionDataset("dtd", "DTD", "Describable Textures"),
+        TorchvisionDataset("caltech101", "Caltech101", "Caltech-101 (mean per class)"),
+        TorchvisionDataset("eurosat", "EuroSAT", "EuroSAT"),
+        TorchvisionDataset("pcam", "PCAM", "PatchCamelyon"),
+        TorchvisionDataset("rendered-sst2", "RenderedSST2", "Rendered SST2"),
+        TorchvisionDataset("stl10", "STL10", "STL-10"),
+        ImageFolderDataset("resisc45", ("train", "test"), "RESISC45"),
+        # pre-training sets
         ImageFolderDataset("imagenet-1k", ("train", "val"), "ImageNet-1K"),
+        ImageTextDataset("yfcc15m", "YFCC15M image-text pairs (captions.csv + images)"),
+        # NMTune Table 5: out-of-domain sets
         *(ImageFolderDataset(f"domainnet-{d}", ("train", "test"), f"DomainNet {d}")
           for d in ("real", "sketch", "painting", "clipart")),
+        *(ImageFolderDataset(name, ("test",), desc) for name, desc in [
+            ("imagenet-v2", "ImageNet-V2"), ("imagenet-r", "ImageNet-R"),
+            ("imagenet-sketch", "ImageNet-Sketch"), ("imagenet-a", "ImageNet-A"), ("objectnet", "ObjectNet")]),
         TimmModel("resnet50.a1_in1k", "ResNet-50 (ImageNet-1K)"),
         TimmModel("vit_base_patch16_224.augreg_in21k", "ViT-B/16 (ImageNet-21K)"),
         HFModel("openai/clip-vit-base-patch32", "CLIP ViT-B/32"),
     ]
 }
+
+PAPER_DATASETS: dict[str, TorchvisionDataset | ImageFolderDataset | ImageTextDataset] = {
+    name: src for name, src in PAPER_SOURCES.items()
+    if isinstance(src, (TorchvisionDataset, ImageFolderDataset, ImageTextDataset))
+}
+
+
+def dataset_targets(dataset: Any) -> list[int]:
+    """The labels of a torchvision-style dataset without loading its images.
+
+    torchvision classes keep them under different names; as a last resort every item is read.
+    """
+    for attr in ("targets", "labels", "_labels", "y"):
+        value = getattr(dataset, attr, None)
+        if value is not None and len(value) == len(dataset):
+            return [int(v) for v in value]
+    samples = getattr(dataset, "_samples", None)
+    if samples is not None and len(samples) == len(dataset):
+        return [int(s[1]) for s in samples]
+    return [int(dataset[i][1]) for i in range(len(dataset))]
 
 
 def load_torchvision(name: str, root: str | Path, split: str = "train",

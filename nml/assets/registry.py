@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from nml.assets.base import Asset, AssetMissingError, VerifyResult
+from nml.assets.base import Asset, VerifyResult
 from nml.assets.debian import DebianDataset
 from nml.assets.wheel import WheelFile
 
@@ -184,13 +184,7 @@ def verify(name: str) -> VerifyResult:
 
 def asset_path(name: str) -> Path:
     """The verified local path of ``name``; ``AssetMissingError`` says how to fetch it."""
-    asset = get_asset(name)
-    result = asset.verify()
-    if not result.ok or result.path is None:
-        raise AssetMissingError(
-            f"asset {name!r} is {result.status} ({result.reason}); {asset.fetch_hint()}"
-        )
-    return result.path
+    return get_asset(name).path()
 
 
 def describe_assets() -> list[str]:

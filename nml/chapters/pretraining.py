@@ -147,19 +147,48 @@ def caption_embeddings(params: Params, data: PretrainData) -> tuple[list[str], n
     return captions, emb, per_class
 
 
+def _image_text_pairs(params: Params, gamma: float, seed: int):
+    """Real image-text pairs (paper profile): every pair has its own caption; γ of them swapped."""
+    import timm
+    from timm.data import create_transform, resolve_data_config
+
+    from nml.assets.paper import load_image_text
+    from nml.catalog import dataset_root
+    from nml.text_encoders import SentenceTransformerEncoder, cached_text_embeddings
+
+    c, size = params.pretrain.contrastive, params.pretrain.image_size
+    model = timm.create_model(params.pretrain.model, pretrained=False, num_classes=0)
+    transform = create_transform(**resolve_data_config({"input_size": (3, size, size)}, model=model))
+    pairs = load_image_text(dataset_root(c.dataset, params.data_root), transform)
+    n = len(pairs) if c.n_train is None else min(c.n_train, len(pairs))
+    subset = np.sort(np.random.default_rng(params.pretrain.data_seed).permutation(len(pairs))[:n])
+    emb = cached_text_embeddings(SentenceTransformerEncoder(c.text_encoder), [pairs.captions[i] for i in subset])
+    swap = pair_swap_noise(n, gamma, seed=seed)
+    return torch.utils.data.Subset(pairs, subset), swap.text_index.astype(np.int64), emb, swap
+
+
 def train_contrastive(params: Params, data: PretrainData, gamma: float, seed: int, text: tuple | None = None) -> Checkpoint:
-    """CLIP-style pre-training where γ of the image–text pairs carry another class's caption."""
+    """CLIP-style pre-training where γ of the image–text pairs carry another image's caption.
+
+    Offline (``contrastive.dataset: null``): the pre-training images, captioned from their class
+    names with random templates; a swapped pair always gets a caption of another class. With a
+    named image-text dataset (paper profile), each pair keeps its own caption.
+    """
     c = params.pretrain.contrastive
     captions, emb, per_class = text if text is not None else caption_embeddings(params, data)
-    n = len(data.y_train) if c.n_train is None else min(c.n_train, len(data.y_train))
-    subset = _stratified_indices(data.y_train, n, params.pretrain.data_seed)
-    labels = data.y_train[subset]
-    ids, _ = captions_for(labels, data.classes, c.caption_templates, seed=seed)
-    swap = pair_swap_noise(len(ids), gamma, seed=seed, groups=labels)
-    ids = ids[swap.text_index]
-    x = data.x_train[torch.as_tensor(subset)] if isinstance(data.x_train, torch.Tensor) else torch.utils.data.Subset(data.x_train, subset)
+    if c.dataset is not None:
+        x, ids, emb, swap = _image_text_pairs(params, gamma, seed)
+        n = len(ids)
+    else:
+        n = len(data.y_train) if c.n_train is None else min(c.n_train, len(data.y_train))
+        subset = _stratified_indices(data.y_train, n, params.pretrain.data_seed)
+        labels = data.y_train[subset]
+        ids, _ = captions_for(labels, data.classes, c.caption_templates, seed=seed)
+        swap = pair_swap_noise(len(ids), gamma, seed=seed, groups=labels)
+        ids = ids[swap.text_index]
+        x = data.x_train[torch.as_tensor(subset)] if isinstance(data.x_train, torch.Tensor) else torch.utils.data.Subset(data.x_train, subset)
     spec = _spec(params, data, "contrastive", gamma, seed, {
-        "noise": "pair_swap", "n_train": int(n), "templates": list(c.caption_templates),
+        "noise": "pair_swap", "n_train": int(n), "templates": list(c.caption_templates), "pairs": c.dataset,
         "text_encoder": c.text_encoder, "embed_dim": c.embed_dim, "temperature_init": c.temperature_init,
         "realized": float(swap.is_swapped.mean()),
     })

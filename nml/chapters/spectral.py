@@ -39,7 +39,7 @@ class Split:
 
     domain: str
     split: str
-    x: torch.Tensor
+    x: torch.Tensor | torch.utils.data.Dataset
     y: np.ndarray
     data_id: str
 
@@ -108,11 +108,44 @@ def load_downstream_data(params: Params, heldout_train_indices: np.ndarray | Non
                 shifted = corrupt(fashion_test, corruption, s.corruption_severity, seed=s.split_seed)
                 splits[(name, "test")] = _split(name, shifted.images, shifted.labels, size, "test")
         else:
-            raise ValueError(
-                f"spectral: dataset {name!r} has no offline downstream loader; paper-scale downstream "
-                "sets are read through nml.assets.paper loaders"
-            )
-    return DownstreamData(splits, gray_transform_id(size))
+            splits.update(_paper_splits(name, params))
+    transform = gray_transform_id(size) if all(isinstance(v.x, torch.Tensor) for v in splits.values()) else f"timm-eval-{size}"
+    return DownstreamData(splits, transform)
+
+
+def _paper_splits(name: str, params: Params) -> dict[tuple[str, str], Split]:
+    """A paper-scale downstream set through its real loader (torchvision or ImageFolder).
+
+    Images stay on disk: the split holds a dataset with timm's evaluation transform for the
+    pre-training backbone, and features are extracted batch by batch.
+    """
+    import timm
+    from timm.data import create_transform, resolve_data_config
+
+    from nml.assets.paper import (
+        ImageFolderDataset,
+        dataset_targets,
+        load_image_folder,
+        load_torchvision,
+    )
+    from nml.catalog import dataset_root, get_dataset_entry
+
+    size = params.pretrain.image_size
+    model = timm.create_model(params.pretrain.model, pretrained=False, num_classes=0)
+    transform = create_transform(**resolve_data_config({"input_size": (3, size, size)}, model=model))
+    source = get_dataset_entry(name).paper_source
+    root = dataset_root(name, params.data_root)
+    out = {}
+    for split in ("train", "test"):
+        if isinstance(source, ImageFolderDataset):
+            if split not in source.splits:
+                continue
+            ds = load_image_folder(root, split, transform)
+        else:
+            ds = load_torchvision(name, root, split, transform)
+        y = np.asarray(dataset_targets(ds), dtype=np.int64)
+        out[(name, split)] = Split(name, split, ds, y, f"{name}:{root}:{split}:{len(ds)}")
+    return out
 
 
 def _stratified_pick(pool: np.ndarray, labels: np.ndarray, n: int, seed: int) -> np.ndarray:

@@ -74,7 +74,7 @@ def _corrupt_one(image: np.ndarray, corruption: str, severity: int, seed: int) -
 
     rgb = Image.fromarray(np.repeat(image[:, :, None], 3, axis=2))
     kwargs = {"seed": seed} if corruption in _TAKES_SEED else {}
-    np.random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - imagecorruptions draws from the global RNG
     out = np.uint8(np.clip(corruption_dict[corruption](rgb, severity, **kwargs), 0, 255))
     if out.ndim == 2:
         return out
@@ -108,7 +108,7 @@ def corrupt(
     seeds = np.random.default_rng(seed).integers(0, 2**31 - 1, size=len(image_set))
     out = np.empty_like(image_set.images)
     show = len(image_set) > 2000 if progress is None else progress
-    saved = np.random.get_state()
+    saved = np.random.get_state()  # noqa: NPY002 - restored below
     try:
         for i in tqdm(range(len(image_set)), desc=f"{corruption}-{severity}", disable=not show, leave=False):
             image = image_set.images[i]
@@ -117,5 +117,5 @@ def corrupt(
             result = _corrupt_one(image, corruption, severity, int(seeds[i]))
             out[i] = result if result.shape == (height, width) else _resize(result, (height, width))
     finally:
-        np.random.set_state(saved)
+        np.random.set_state(saved)  # noqa: NPY002
     return ImageSet(f"{image_set.name}+{corruption}-{severity}", out, image_set.labels.copy(), image_set.classes)

@@ -71,6 +71,7 @@ def load_uci_digits() -> ImageSet:
 _PROBE_PX = 48
 _NOT_A_CHAR = "\U0010fffd"  # a private-use code point: renders as the font's "missing" glyph
 _REFERENCE_FONT = "DejaVuSans.ttf"
+_MAX_SHIFT = 0.04  # of the image side: about ±1 px at 28 px
 
 
 def _font_dir() -> Path:
@@ -157,7 +158,7 @@ def _render_one(rng: np.random.Generator, digit: str, fonts: tuple[Path, ...], s
     stroke = int(rng.integers(0, 3)) * font_px // 48  # 0 to ~2/48 of the size: regular to bold
     angle = float(rng.uniform(-15.0, 15.0))
     box = float(rng.uniform(0.62, 0.82)) * size  # longest side of the digit in the output
-    shift = rng.uniform(-0.07, 0.07, size=2) * size
+    shift = rng.uniform(-_MAX_SHIFT, _MAX_SHIFT, size=2) * size
 
     glyph = Image.fromarray(_glyph(_font(str(font_path), font_px), digit, stroke))
     glyph = glyph.rotate(angle, resample=Image.Resampling.BILINEAR, expand=True, fillcolor=0)
@@ -178,7 +179,7 @@ def render_printed_digits(n_per_class: int, *, size: int = 28, seed: int) -> Ima
     """``10 × n_per_class`` digits rendered from matplotlib's fonts (see ``digit_fonts``).
 
     Every image draws its own font, font size (40–80 px before scaling), stroke (regular to
-    bold), rotation (±15°), digit size (62–82 % of ``size``) and shift (±7 %), from
+    bold), rotation (±15°), digit size (62–82 % of ``size``) and shift (±4 %), from
     ``numpy.random.default_rng(seed)``: the same seed gives the same images. Images are
     ordered by class.
     """

@@ -70,6 +70,11 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         return (X - self.mean_) / self.scale_ if self.standardize else X
 
     def fit(self, X, y) -> LinearProbe:
+        # training needs autograd even when the caller sits in a torch.no_grad() block
+        with torch.enable_grad():
+            return self._fit(X, y)
+
+    def _fit(self, X, y) -> LinearProbe:
         self._validate_params()
         X, y = check_X_y(X, y, dtype=np.float32, ensure_all_finite=True)
         check_classification_targets(y)
