@@ -7,7 +7,9 @@ tested on shifted domains (OOD), and the singular-value spectrum of the frozen f
 from __future__ import annotations
 
 import logging
+import pickle
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,8 +17,10 @@ import torch
 from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
+from nml.cache import atomic_write_bytes, stable_hash
 from nml.catalog import CORRUPTED_FASHION_PREFIX
 from nml.features import array_id, extract_features
+from nml.locations import features_dir
 from nml.metrics import (
     accuracy,
     largest_singular_value_ratio,
@@ -170,8 +174,42 @@ def _features(ck: Checkpoint, split: Split, data: DownstreamData, params: Params
     )
 
 
+# Bump when evaluate_checkpoint changes what it computes.
+EVALUATION_CODE_VERSION = 1
+
+
+def _evaluation_path(ck: Checkpoint, data: DownstreamData, params: Params) -> Path:
+    s = params.spectral
+    key = stable_hash({
+        "checkpoint": ck.spec.key(), "transform": data.transform,
+        "data": sorted((f"{d}/{sp}", v.data_id) for (d, sp), v in data.splits.items()),
+        "id_tasks": s.id_tasks, "ood": [o.model_dump() for o in s.ood], "probe": s.probe.model_dump(),
+        "code": EVALUATION_CODE_VERSION,
+    }, length=24)
+    return features_dir() / "evaluations" / f"{key}.pkl"
+
+
 def evaluate_checkpoint(ck: Checkpoint, data: DownstreamData, params: Params) -> tuple[list[dict], list[dict]]:
-    """Probe one checkpoint on every task; return (result rows, spectrum rows)."""
+    """Probe one checkpoint on every task; return (result rows, spectrum rows).
+
+    The outcome is cached by checkpoint, data, tasks and probe settings, so a warm re-run of
+    the chapter reads it back instead of fitting the probes again.
+    """
+    path = _evaluation_path(ck, data, params)
+    if path.exists():
+        try:
+            rows, spectra = pickle.loads(path.read_bytes())
+            log.info("reusing probe results %s (%s g=%.2f s=%d)", path.name, ck.spec.track, ck.spec.noise_ratio, ck.spec.seed)
+            return rows, spectra
+        except Exception as err:  # torn or foreign file: evaluate again
+            log.warning("ignoring unreadable probe results %s (%s)", path, err)
+    rows, spectra = _evaluate_checkpoint(ck, data, params)
+    atomic_write_bytes(path, pickle.dumps((rows, spectra)))
+    log.info("cached probe results %s", path.name)
+    return rows, spectra
+
+
+def _evaluate_checkpoint(ck: Checkpoint, data: DownstreamData, params: Params) -> tuple[list[dict], list[dict]]:
     s = params.spectral
     base = {"track": ck.spec.track, "gamma": ck.spec.noise_ratio, "seed": ck.spec.seed}
     feats: dict[tuple[str, str], np.ndarray] = {}
