@@ -79,19 +79,19 @@ def id_ood_vs_gamma(results: pd.DataFrame) -> plt.Figure:
 
 def spectral_scatter(results: pd.DataFrame) -> plt.Figure:
     """Fig. 3 analog: SVE vs ID accuracy and LSVR vs OOD accuracy, one point per task, γ and seed."""
-    r = results.assign(gamma_pct=(100 * results["gamma"]).round().astype(int), acc_pct=100 * results["acc"])
+    r = results.assign(**{"γ (%)": (100 * results["gamma"]).round().astype(int), "acc_pct": 100 * results["acc"],
+                          "test domain": results["test_domain"]})
     tracks = sorted(r["track"].unique())
-    fig, axes = plt.subplots(len(tracks), 2, figsize=(11, 4 * len(tracks)), squeeze=False)
+    fig, axes = plt.subplots(len(tracks), 2, figsize=(14, 4.2 * len(tracks)), squeeze=False)
     for i, track in enumerate(tracks):
         d = r[r["track"] == track]
-        sns.scatterplot(d[d["kind"] == "ID"], x="sve", y="acc_pct", hue="gamma_pct", style="test_domain",
-                        palette="viridis", ax=axes[i, 0])
-        sns.scatterplot(d[d["kind"] == "OOD"], x="lsvr", y="acc_pct", hue="gamma_pct", style="test_domain",
-                        palette="viridis", ax=axes[i, 1])
-        axes[i, 0].set(title=f"{track}: SVE vs ID accuracy", xlabel="SVE of ID test features", ylabel="ID LP accuracy (%)")
-        axes[i, 1].set(title=f"{track}: LSVR vs OOD accuracy", xlabel="LSVR of OOD test features", ylabel="OOD LP accuracy (%)")
-        for ax in axes[i]:
-            ax.legend(fontsize=7, ncol=2)
+        for j, (kind, x, label) in enumerate([("ID", "sve", "SVE of ID test features"),
+                                              ("OOD", "lsvr", "LSVR of OOD test features")]):
+            ax = axes[i, j]
+            sns.scatterplot(d[d["kind"] == kind], x=x, y="acc_pct", hue="γ (%)", style="test domain",
+                            palette="viridis", ax=ax)
+            ax.set(title=f"{track}: {x.upper()} vs {kind} accuracy", xlabel=label, ylabel=f"{kind} LP accuracy (%)")
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return fig
 

@@ -21,13 +21,7 @@ from nml.cache import atomic_write_bytes, stable_hash
 from nml.catalog import CORRUPTED_FASHION_PREFIX
 from nml.features import array_id, extract_features
 from nml.locations import features_dir
-from nml.metrics import (
-    accuracy,
-    largest_singular_value_ratio,
-    macro_f1,
-    singular_value_entropy,
-    singular_values,
-)
+from nml.metrics import accuracy, lsvr, macro_f1, singular_values, sve
 from nml.models import resolve_device
 from nml.params import Params
 from nml.preprocess import gray_tensor, gray_transform_id
@@ -237,7 +231,7 @@ def _evaluate_checkpoint(ck: Checkpoint, data: DownstreamData, params: Params) -
         sigma = singular_values(x)
         rows.append({**base, "kind": kind, "task": task, "train_domain": train, "test_domain": test,
                      "acc": accuracy(y, pred), "macro_f1": macro_f1(y, pred),
-                     "sve": singular_value_entropy(x), "lsvr": largest_singular_value_ratio(x),
+                     "sve": sve(sigma), "lsvr": lsvr(sigma),
                      "n_train": len(data.get(train, "train").y), "n_test": len(y)})
         if (test, kind) not in {(r["domain"], r["kind"]) for r in spectra}:
             spectra.append({**base, "kind": kind, "domain": test, "sigma": sigma})
