@@ -118,6 +118,25 @@ def missing_for_dataset(name: str, data_root: Path | None) -> list[str]:
 
 def missing_models(params) -> dict[str, str]:
     """Models the params name whose weights this machine lacks (offline ones need none)."""
-    # Pre-training starts from random weights, so notebooks 01-02 need no checkpoint; later
-    # chapters add the published models they read here.
-    return {}
+    # Pre-training starts from random weights, so notebooks 01-02 need no checkpoint; chapter
+    # 03's published encoders are packaged assets (cpu) or timm weights (paper).
+    from nml import assets
+    from nml.assets.paper import TimmModel
+    from nml.encoders import ENCODER_ASSETS
+
+    out: dict[str, str] = {}
+    section = getattr(params, "nmtune", None)
+    if section is None:
+        return out
+    names = list(section.real_models.encoders) if section.real_models.enabled else []
+    names += [e for e in section.runtime.encoders if e != "checkpoint"] if section.runtime.enabled else []
+    for name in dict.fromkeys(names):
+        if name in ENCODER_ASSETS:
+            bad = [a for a in ENCODER_ASSETS[name] if not assets.verify(a).ok]
+            if bad:
+                out[name] = f"assets {bad} not fetched (run: nml assets fetch {' '.join(bad)})"
+        else:
+            problems = TimmModel(name).check()
+            if problems:
+                out[name] = "; ".join(problems)
+    return out

@@ -1,4 +1,4 @@
-"""The ``nml`` command: ``nml run``, ``nml assets list|fetch|verify``."""
+"""The ``nml`` command: ``nml run``, ``nml assets list|fetch|verify``, ``nml bench nmtune``."""
 
 from __future__ import annotations
 
@@ -80,12 +80,44 @@ def _cmd_assets(args: argparse.Namespace) -> int:
     return 1 if bad and args.names else 0
 
 
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    from nml.bench import BENCH_ENCODERS
+
+    bench = sub.add_parser("bench", help="measure speed ratios on this machine")
+    what = bench.add_subparsers(dest="what", required=True)
+    nm = what.add_parser("nmtune", help="NMTune on cached features vs one extraction pass vs the encoder every batch")
+    nm.add_argument("--encoder", action="append", choices=BENCH_ENCODERS, metavar="NAME",
+                    help=f"repeatable; one of {list(BENCH_ENCODERS)} (default: nml_resnet4_half and efficientnet-lite0)")
+    nm.add_argument("--n", type=int, default=1000, help="training images (MNIST-5k digits), default 1000")
+    nm.add_argument("--online-epochs", type=int, default=10, help="epochs of the equal-epoch comparison, default 10")
+    nm.add_argument("--image-size", type=int, default=128, help="input size of efficientnet-lite0, default 128")
+    nm.add_argument("--preset", choices=("official", "paper"), default="official")
+    nm.add_argument("--csv", metavar="FILE", help="also write the measured table here")
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from nml.bench import bench_nmtune, format_report
+
+    for name, value in (("--n", args.n), ("--online-epochs", args.online_epochs), ("--image-size", args.image_size)):
+        if value <= 0:
+            raise ParamsError(f"{name} must be a positive integer, got {value}")
+    encoders = args.encoder or ["nml_resnet4_half", "efficientnet-lite0"]
+    table = bench_nmtune(encoders, n=args.n, online_epochs=args.online_epochs, preset=args.preset,
+                         image_size=args.image_size)
+    print(format_report(table))
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nml", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
     _add_assets(sub)
+    _add_bench(sub)
     return parser
 
 
@@ -99,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _cmd_run(args)
+        if args.command == "bench":
+            return _cmd_bench(args)
         return _cmd_assets(args)
     except (ParamsError, KeyError, FileNotFoundError, AssetError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)

@@ -16,8 +16,8 @@ import torch
 from tqdm.auto import tqdm
 
 from nml.cache import atomic_save_npz, stable_hash
+from nml.encoders import FeatureEncoder, encoder_identity
 from nml.locations import features_dir
-from nml.models import state_dict_hash
 from nml.pretrain import take
 
 log = logging.getLogger("nml.features")
@@ -36,12 +36,12 @@ def array_id(*arrays: np.ndarray | torch.Tensor) -> str:
     return digest.hexdigest()[:24]
 
 
-def feature_key(backbone: torch.nn.Module, data_id: str, split: str, transform: str) -> str:
-    return stable_hash({"weights": state_dict_hash(backbone), "data": data_id, "split": split, "transform": transform}, length=24)
+def feature_key(backbone: torch.nn.Module | FeatureEncoder, data_id: str, split: str, transform: str) -> str:
+    return stable_hash({"weights": encoder_identity(backbone), "data": data_id, "split": split, "transform": transform}, length=24)
 
 
 def extract_features(
-    backbone: torch.nn.Module,
+    backbone: torch.nn.Module | FeatureEncoder,
     images: torch.Tensor | torch.utils.data.Dataset,
     *,
     data_id: str,
@@ -57,7 +57,8 @@ def extract_features(
 
     Parameters
     ----------
-    backbone : a module mapping an image batch to pooled features (timm ``num_classes=0``).
+    backbone : a module mapping an image batch to pooled features (timm ``num_classes=0``), or
+        any ``nml.encoders`` encoder (a callable with an ``identity``, e.g. an ONNX black box).
     images : an N×C×H×W tensor already transformed, or a dataset yielding ``(image, label)``.
     data_id, split, transform : the identity of the input: with the weights' hash they form the
         cache key, so new weights or new data never reuse stale features.
@@ -74,7 +75,10 @@ def extract_features(
         except Exception as err:  # torn or foreign file: recompute, never use it
             log.warning("ignoring unreadable feature cache %s (%s)", path, err)
     device = torch.device(device)
-    backbone = backbone.to(device).eval()
+    if isinstance(backbone, torch.nn.Module):
+        backbone = backbone.to(device).eval()
+    else:
+        device = torch.device("cpu")  # a black box takes CPU tensors and returns its own
     n = len(images)
     shards = []
     for s, start in enumerate(range(0, n, shard_size)):

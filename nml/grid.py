@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from nml.params import Params
+from nml.params import CheckpointSelection, Params
 
 
 def _pct(ratios: list[float]) -> str:
@@ -50,7 +50,38 @@ def _describe_02(params: Params) -> list[str]:
     return lines
 
 
-DESCRIBERS: dict[str, Callable[[Params], list[str]]] = {"01": _describe_01, "02": _describe_02}
+def selected_checkpoints(params: Params, selection: CheckpointSelection) -> list[tuple[str, float, int]]:
+    """The (track, noise ratio, seed) of 01's grid that a chapter-03 section reads."""
+    return [(t, g, s) for t, g, s in pretrain_checkpoints(params)
+            if t in selection.tracks
+            and (selection.noise_ratios is None or g in selection.noise_ratios)
+            and (selection.seeds is None or s in selection.seeds)]
+
+
+def _describe_03(params: Params) -> list[str]:
+    n = params.nmtune
+    s = params.spectral
+    main = selected_checkpoints(params, n.checkpoints)
+    r = n.real_models
+    lines = [
+        f"Fig. 5: {len(main)} checkpoints x methods {n.methods} (head preset {n.tuner.preset}) "
+        f"x ID {s.id_tasks} + {len(s.ood)} OOD pairings",
+        f"Table 2: encoders {r.encoders} x seeds {r.seeds}" + ("" if r.enabled else " (disabled)"),
+    ]
+    a = n.ablation
+    if a.enabled:
+        lines.append(f"ablation: {len(selected_checkpoints(params, a.checkpoints))} checkpoints x "
+                     f"{len(a.depths) * len(a.activations)} heads + {len(a.loss_weights)} loss weightings")
+    d = n.noisy_downstream
+    if d.enabled:
+        lines.append(f"noisy downstream: {d.noise_kind} {_pct(d.noise_ratios)} x "
+                     f"{len(selected_checkpoints(params, d.checkpoints))} checkpoints x {d.methods}")
+    if n.runtime.enabled:
+        lines.append(f"runtime: {n.runtime.encoders} on {n.runtime.task}, {n.runtime.epochs} epochs, cached vs encoder per batch")
+    return lines
+
+
+DESCRIBERS: dict[str, Callable[[Params], list[str]]] = {"01": _describe_01, "02": _describe_02, "03": _describe_03}
 
 
 def describe_grid(params: Params, number: str) -> list[str]:

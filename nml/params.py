@@ -143,6 +143,92 @@ class SpectralSection(_Section):
         return edges
 
 
+TunerName = Literal["lp", "mlp", "nmtune"]
+
+
+class TunerConfig(_Section):
+    """The MLP / NMTune head: a preset of ``nml.tuners.NMTUNE_PRESETS`` plus overrides (null = preset)."""
+
+    preset: Literal["paper", "official"] = "official"
+    epochs: PositiveInt | None = None
+    batch_size: PositiveInt | None = None
+    lr: PositiveFloat | None = None
+    weight_decay: NonNegativeFloat | None = None
+    hidden_mult: PositiveFloat | None = None
+    standardize: bool = True
+
+    def kwargs(self) -> dict:
+        """Keyword arguments for ``MLPTuner`` / ``NMTune`` (unset keys fall back to the preset)."""
+        return {k: v for k, v in self.model_dump().items() if v is not None and k != "preset"}
+
+
+class CheckpointSelection(_Section):
+    """Which chapter-01 checkpoints a section reads (null = every one 01 trained)."""
+
+    tracks: list[Literal["supervised", "contrastive"]] = ["supervised", "contrastive"]
+    noise_ratios: list[NoiseRatio] | None = None
+    seeds: list[int] | None = None
+
+
+class RealModelsConfig(_Section):
+    """Table 2 analog: published pre-trained encoders (``nml.encoders``) on the downstream tasks."""
+
+    enabled: bool = True
+    encoders: list[str] = Field(min_length=1)
+    image_size: dict[str, PositiveInt] = Field(default_factory=dict, description="encoder -> input size (where settable)")
+    seeds: list[int] = Field(min_length=1)
+    max_train_per_class: PositiveInt | None = None
+    max_test_per_class: PositiveInt | None = None
+    ood_tests_per_pairing: PositiveInt | None = Field(default=None, description="first k test domains of each OOD pairing")
+    tuner: TunerConfig | None = Field(default=None, description="null = nmtune.tuner")
+
+
+class AblationConfig(_Section):
+    """Tables 15/16 analog on the noisy checkpoints (ID tasks)."""
+
+    enabled: bool = True
+    checkpoints: CheckpointSelection
+    depths: list[Annotated[int, Field(ge=1)]] = [2, 3, 4]
+    activations: list[Literal["relu", "gelu", "none"]] = ["relu", "none"]
+    loss_weights: list[tuple[NonNegativeFloat, NonNegativeFloat, NonNegativeFloat]] = Field(
+        min_length=1, description="[consistency, covariance, dominant_sv] triples")
+
+
+class NoisyDownstreamConfig(_Section):
+    """Fig. 15/16 analog: label noise in the downstream training split as well."""
+
+    enabled: bool = True
+    checkpoints: CheckpointSelection
+    noise_kind: Literal["symmetric", "uniform"] = "symmetric"
+    noise_ratios: list[NoiseRatio] = Field(min_length=1)
+    methods: list[TunerName] = ["lp", "nmtune"]
+
+
+class RuntimeConfig(_Section):
+    """Table 14 analog: tuners on cached features vs the encoder re-run on every batch."""
+
+    enabled: bool = True
+    task: str
+    encoders: list[str] = Field(default=["checkpoint"], min_length=1,
+                                description="'checkpoint' (01's clean supervised one) or encoder names")
+    epochs: PositiveInt = 30
+    max_train: PositiveInt | None = None
+    augment: bool = True
+
+
+class NMTuneSection(_Section):
+    """Notebook 03: LP vs MLP vs NMTune on frozen features."""
+
+    methods: list[TunerName] = ["lp", "mlp", "nmtune"]
+    tuner: TunerConfig = TunerConfig()
+    checkpoints: CheckpointSelection = CheckpointSelection()
+    n_jobs: PositiveInt = 1
+    real_models: RealModelsConfig
+    ablation: AblationConfig
+    noisy_downstream: NoisyDownstreamConfig
+    runtime: RuntimeConfig
+
+
 class Params(_Section):
     """A whole params file."""
 
@@ -153,6 +239,7 @@ class Params(_Section):
     num_workers: Annotated[int, Field(ge=0)] = 0
     pretrain: PretrainSection
     spectral: SpectralSection
+    nmtune: NMTuneSection
 
     @model_validator(mode="after")
     def _names_are_known(self) -> Params:
@@ -169,9 +256,46 @@ class Params(_Section):
                 check_model_name(name)
             except KeyError as err:
                 problems.append(f"{key}: {err.args[0]}")
+        problems += self._nmtune_problems()
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _nmtune_problems(self) -> list[str]:
+        """Cross-section checks: 03 reads 01's checkpoints and 02's tasks, so they must exist."""
+        from nml.encoders import check_encoder_name
+
+        n, problems = self.nmtune, []
+        selections = [("nmtune.checkpoints", n.checkpoints), ("nmtune.ablation.checkpoints", n.ablation.checkpoints),
+                      ("nmtune.noisy_downstream.checkpoints", n.noisy_downstream.checkpoints)]
+        for key, sel in selections:
+            for track in sel.tracks:
+                cfg = getattr(self.pretrain, track)
+                if not cfg.enabled:
+                    problems.append(f"{key}.tracks: track {track!r} is disabled in pretrain.{track}")
+                for what, chosen, trained in (("noise_ratios", sel.noise_ratios, cfg.noise_ratios),
+                                              ("seeds", sel.seeds, cfg.seeds)):
+                    extra = sorted(set(chosen or []) - set(trained))
+                    if extra:
+                        problems.append(f"{key}.{what}: {extra} not trained by pretrain.{track}.{what} {trained}")
+        train_domains = list(dict.fromkeys([*self.spectral.id_tasks, *(o.train for o in self.spectral.ood)]))
+        if n.runtime.task not in train_domains:
+            problems.append(f"nmtune.runtime.task: {n.runtime.task!r} is not a training domain of spectral; expected one of {train_domains}")
+        for i, name in enumerate(n.real_models.encoders):
+            try:
+                check_encoder_name(name)
+            except KeyError as err:
+                problems.append(f"nmtune.real_models.encoders[{i}]: {err.args[0]}")
+        unknown = sorted(set(n.real_models.image_size) - set(n.real_models.encoders))
+        if unknown:
+            problems.append(f"nmtune.real_models.image_size: {unknown} are not in nmtune.real_models.encoders")
+        for i, name in enumerate(n.runtime.encoders):
+            if name != "checkpoint":
+                try:
+                    check_encoder_name(name)
+                except KeyError as err:
+                    problems.append(f"nmtune.runtime.encoders[{i}]: {err.args[0]} (or 'checkpoint')")
+        return problems
 
     def dataset_references(self) -> list[tuple[str, str]]:
         """Every (dotted key, dataset name) the file refers to."""

@@ -90,6 +90,13 @@ def plan_run(
         profile = "cpu"
     params = load_params(profile, params_file, overrides, require_data=require_data)
     notebooks = select_notebooks(discover_notebooks(notebooks_dir), only)
+    if require_data and any(nb.number >= "03" for nb in notebooks):
+        from nml.catalog import missing_models
+
+        missing = missing_models(params)
+        if missing:
+            lines = [f"  - {name}: {what}" for name, what in missing.items()]
+            raise ParamsError("models named in the params are missing on this machine:\n" + "\n".join(lines))
     if output_dir is not None:
         executed_dir = figures_dir = Path(output_dir).resolve()
     else:

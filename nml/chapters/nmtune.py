@@ -1,0 +1,438 @@
+"""Chapter 03: black-box tuning of frozen features — LP vs MLP vs NMTune.
+
+Every fit here reads a feature matrix, never the encoder: features of 01's checkpoints come from
+02's cache, those of the published encoders are extracted once and cached the same way. A fit's
+outcome is cached too (keyed by the content of its features and labels, the method and the seed),
+so an interrupted run resumes at the next unfinished fit and a warm run only reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from nml.cache import atomic_write_bytes, stable_hash
+from nml.chapters.spectral import DownstreamData, Split, _cap_per_class
+from nml.features import array_id, extract_features
+from nml.locations import features_dir
+from nml.metrics import accuracy, lsvr, macro_f1, singular_values, sve
+from nml.models import resolve_device
+from nml.params import CheckpointSelection, Params, TunerConfig
+from nml.pretrain import Checkpoint
+
+log = logging.getLogger("nml.chapters.nmtune")
+
+# Bump when fit_and_score changes what it computes (invalidates cached fit results).
+TUNING_CODE_VERSION = 1
+
+HEAD_KEYS = ("head", "depth", "activation", "hidden_mult", "epochs", "batch_size", "lr", "weight_decay")
+
+
+# --------------------------------------------------------------------------------------------
+# methods
+
+
+@dataclass(frozen=True)
+class Method:
+    """A tuner by registry name with its keyword arguments, and the label tables show."""
+
+    label: str
+    tuner: str
+    kwargs: tuple[tuple[str, Any], ...] = ()
+
+    def build(self, seed: int, **overrides: Any):
+        from nml.tuners import make_tuner
+
+        return make_tuner(self.tuner, **{**dict(self.kwargs), **overrides}, seed=seed)
+
+    def with_kwargs(self, label: str | None = None, **kwargs: Any) -> Method:
+        return replace(self, label=label or self.label, kwargs=tuple(sorted({**dict(self.kwargs), **kwargs}.items())))
+
+
+def _items(d: dict) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(d.items()))
+
+
+def lp_method(params: Params) -> Method:
+    p = params.spectral.probe
+    return Method("LP", "lp", _items({"epochs": p.epochs, "batch_size": p.batch_size, "lr": p.lr,
+                                      "weight_decay": p.weight_decay, "standardize": p.standardize}))
+
+
+def mlp_method(cfg: TunerConfig) -> Method:
+    """MLP tuning: the NMTune preset's head and optimiser, cross-entropy only."""
+    from nml.tuners import NMTUNE_PRESETS
+
+    preset = NMTUNE_PRESETS[cfg.preset]
+    kwargs = {k: preset[k] for k in HEAD_KEYS}
+    kwargs.update({k: v for k, v in cfg.kwargs().items()})
+    return Method("MLP", "mlp", _items(kwargs))
+
+
+def nmtune_method(cfg: TunerConfig) -> Method:
+    return Method("NMTune", "nmtune", _items({"preset": cfg.preset, **cfg.kwargs()}))
+
+
+def method_by_name(params: Params, name: str, cfg: TunerConfig | None = None) -> Method:
+    """``lp`` (reads ``spectral.probe``), ``mlp`` or ``nmtune`` (built from ``cfg``, default ``nmtune.tuner``)."""
+    cfg = cfg or params.nmtune.tuner
+    make = {"lp": lambda: lp_method(params), "mlp": lambda: mlp_method(cfg), "nmtune": lambda: nmtune_method(cfg)}
+    if name not in make:
+        raise KeyError(f"unknown method {name!r}; expected one of {sorted(make)}")
+    return make[name]()
+
+
+def main_methods(params: Params, cfg: TunerConfig | None = None) -> list[Method]:
+    """The methods of ``nmtune.methods`` in order."""
+    return [method_by_name(params, name, cfg) for name in params.nmtune.methods]
+
+
+# --------------------------------------------------------------------------------------------
+# tasks: one training domain, the test domains its tuner is scored on
+
+
+@dataclass
+class Task:
+    train: str
+    tests: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, task name, test domain)
+
+
+def tasks(params: Params, *, id_only: bool = False, ood_tests_per_pairing: int | None = None) -> list[Task]:
+    """ID tasks and OOD pairings grouped by training domain, so each tuner is fitted once per domain."""
+    s = params.spectral
+    out: dict[str, Task] = {}
+    for t in s.id_tasks:
+        out.setdefault(t, Task(t)).tests.append(("ID", t, t))
+    if not id_only:
+        for pair in s.ood:
+            for test in pair.test[:ood_tests_per_pairing]:
+                out.setdefault(pair.train, Task(pair.train)).tests.append(("OOD", pair.name, test))
+    return list(out.values())
+
+
+# --------------------------------------------------------------------------------------------
+# features
+
+
+def encoder_features(encoder: Any, split: Split, data: DownstreamData, params: Params, *, transform: str | None = None,
+                     desc: str | None = None) -> np.ndarray:
+    """Cached features of ``encoder`` (a checkpoint backbone or an ``nml.encoders`` encoder) on ``split``.
+
+    With ``transform=None`` the key equals chapter 02's, so 02's features are reused as they are.
+    """
+    return extract_features(
+        encoder, split.x, data_id=split.data_id, split=f"{split.domain}/{split.split}",
+        transform=transform or data.transform, batch_size=params.spectral.feature_batch_size,
+        device=resolve_device(params.device), desc=desc,
+    )
+
+
+def feature_table(encoder: Any, data: DownstreamData, params: Params, task_list: list[Task], *,
+                  transform: str | None = None, desc: str = "") -> dict[tuple[str, str], np.ndarray]:
+    """Features of every (domain, split) the tasks read."""
+    needed = [(t.train, "train") for t in task_list] + [(d, "test") for t in task_list for _, _, d in t.tests]
+    return {key: encoder_features(encoder, data.get(*key), data, params, transform=transform, desc=f"{desc} {key[0]}")
+            for key in dict.fromkeys(needed)}
+
+
+def subsample(data: DownstreamData, max_train_per_class: int | None, max_test_per_class: int | None, seed: int) -> DownstreamData:
+    """At most k images per class in each split (stratified, seeded), for expensive encoders."""
+    splits = {}
+    for (domain, split), v in data.splits.items():
+        cap = max_train_per_class if split == "train" else max_test_per_class
+        if cap is None:
+            splits[(domain, split)] = v
+            continue
+        idx = _cap_per_class(np.arange(len(v.y)), v.y, cap, seed)
+        x = v.x[torch.from_numpy(idx)] if isinstance(v.x, torch.Tensor) else torch.utils.data.Subset(v.x, idx.tolist())
+        splits[(domain, split)] = Split(domain, split, x, v.y[idx], stable_hash({"of": v.data_id, "idx": array_id(idx)}, length=24))
+    return DownstreamData(splits, data.transform)
+
+
+# --------------------------------------------------------------------------------------------
+# one fit, scored on its tests (the unit that is cached and parallelised)
+
+
+@dataclass
+class Job:
+    """Fit ``method`` on (x_train, y_train) with ``seed``; score it on each test."""
+
+    meta: dict
+    method: Method
+    seed: int
+    x_train: np.ndarray
+    y_train: np.ndarray
+    tests: list[tuple[str, str, str, np.ndarray, np.ndarray]]  # kind, task, test domain, X, y
+
+    def key(self) -> str:
+        return stable_hash({
+            "method": [self.method.tuner, [list(kv) for kv in self.method.kwargs]], "seed": self.seed,
+            "train": [array_id(self.x_train), array_id(self.y_train)],
+            "tests": [[k, t, d, array_id(x), array_id(y)] for k, t, d, x, y in self.tests],
+            "code": TUNING_CODE_VERSION,
+        }, length=24)
+
+
+def fit_and_score(job: Job) -> list[dict]:
+    """Rows of accuracy, macro-F1 and the SVE / LSVR of the tuned test features, one per test."""
+    start = time.perf_counter()
+    model = job.method.build(job.seed).fit(job.x_train, job.y_train)
+    fit_seconds = time.perf_counter() - start
+    rows = []
+    for kind, task, domain, x, y in job.tests:
+        pred = model.predict(x)
+        sigma = singular_values(model.transform(x))
+        rows.append({**job.meta, "method": job.method.label, "tuner_seed": job.seed, "kind": kind, "task": task,
+                     "train_domain": job.meta.get("train_domain"), "test_domain": domain,
+                     "acc": accuracy(y, pred), "macro_f1": macro_f1(y, pred), "sve": sve(sigma), "lsvr": lsvr(sigma),
+                     "fit_seconds": fit_seconds, "n_train": len(job.y_train), "n_test": len(y)})
+    return rows
+
+
+def _run_in_worker(job: Job) -> list[dict]:
+    # two fits side by side on two cores beat one fit on two threads for these small heads
+    torch.set_num_threads(1)
+    return fit_and_score(job)
+
+
+def _result_path(key: str) -> Path:
+    return features_dir() / "tuning" / f"{key}.pkl"
+
+
+def run_jobs(jobs: list[Job], n_jobs: int = 1, desc: str = "fits") -> pd.DataFrame:
+    """Run every job (cached results are read, not recomputed) and return all rows."""
+    results: dict[int, list[dict]] = {}
+    todo = []
+    for i, job in enumerate(jobs):
+        path = _result_path(job.key())
+        if path.exists():
+            try:
+                results[i] = pickle.loads(path.read_bytes())
+                continue
+            except Exception as err:  # torn or foreign file: fit again
+                log.warning("ignoring unreadable fit result %s (%s)", path.name, err)
+        todo.append(i)
+    if len(results):
+        log.info("%s: reusing %d cached fit results, fitting %d", desc, len(results), len(todo))
+
+    def done(i: int, rows: list[dict]) -> None:
+        atomic_write_bytes(_result_path(jobs[i].key()), pickle.dumps(rows))
+        results[i] = rows
+
+    if todo and n_jobs > 1:
+        from joblib import Parallel, delayed
+
+        outputs = Parallel(n_jobs=n_jobs, return_as="generator")(delayed(_run_in_worker)(jobs[i]) for i in todo)
+        for i, rows in tqdm(zip(todo, outputs, strict=True), total=len(todo), desc=desc):
+            done(i, rows)
+    else:
+        for i in tqdm(todo, desc=desc, disable=not todo):
+            done(i, fit_and_score(jobs[i]))
+    if todo:
+        log.info("%s: cached %d fit results in %s", desc, len(todo), _result_path("x").parent)
+    return pd.DataFrame([row for i in range(len(jobs)) for row in results[i]])
+
+
+def jobs_for(feats: dict[tuple[str, str], np.ndarray], data: DownstreamData, task_list: list[Task],
+             methods: Iterable[Method], seeds: Iterable[int], meta: dict,
+             label_noise: Callable[[np.ndarray, int], np.ndarray] | None = None) -> list[Job]:
+    """One job per (task, method, seed); ``label_noise(y, seed)`` corrupts training labels."""
+    jobs = []
+    for task in task_list:
+        y_train = data.get(task.train, "train").y
+        tests = [(k, t, d, feats[(d, "test")], data.get(d, "test").y) for k, t, d in task.tests]
+        for seed in seeds:
+            y = label_noise(y_train, seed) if label_noise else y_train
+            for m in methods:
+                jobs.append(Job({**meta, "train_domain": task.train}, m, seed, feats[(task.train, "train")], y, tests))
+    return jobs
+
+
+# --------------------------------------------------------------------------------------------
+# the chapter's grids
+
+
+def select(checkpoints: list[Checkpoint], selection: CheckpointSelection) -> list[Checkpoint]:
+    return [ck for ck in checkpoints if ck.spec.track in selection.tracks
+            and (selection.noise_ratios is None or ck.spec.noise_ratio in selection.noise_ratios)
+            and (selection.seeds is None or ck.spec.seed in selection.seeds)]
+
+
+def _meta(ck: Checkpoint) -> dict:
+    return {"track": ck.spec.track, "gamma": ck.spec.noise_ratio, "seed": ck.spec.seed}
+
+
+def tune_checkpoints(checkpoints: list[Checkpoint], data: DownstreamData, params: Params) -> pd.DataFrame:
+    """Fig. 5 analog: every method on every ID task and OOD pairing of every selected checkpoint.
+
+    The tuner's seed is the checkpoint's seed, so the spread over seeds covers both.
+    """
+    task_list, methods = tasks(params), main_methods(params)
+    jobs = []
+    for ck in tqdm(select(checkpoints, params.nmtune.checkpoints), desc="features"):
+        feats = feature_table(ck.backbone, data, params, task_list, desc=f"{ck.spec.track} g={ck.spec.noise_ratio:.2f}")
+        jobs += jobs_for(feats, data, task_list, methods, [ck.spec.seed], _meta(ck))
+    return run_jobs(jobs, params.nmtune.n_jobs, desc="LP / MLP / NMTune")
+
+
+def ablation_methods(params: Params) -> list[Method]:
+    """Table 15 (head depth × activation) and Table 16 (each loss weight on or off) as methods."""
+    a, cfg = params.nmtune.ablation, params.nmtune.tuner
+    base = nmtune_method(cfg)
+    out = []
+    for depth in a.depths:
+        for act in a.activations:
+            out.append(base.with_kwargs(f"head depth {depth}, {act}", depth=depth, activation=act))
+    for w in a.loss_weights:
+        out.append(base.with_kwargs(f"weights {w[0]:g}/{w[1]:g}/{w[2]:g}", w_consistency=w[0], w_covariance=w[1], w_dominant_sv=w[2]))
+    other = "paper" if cfg.preset == "official" else "official"
+    out.append(nmtune_method(cfg.model_copy(update={"preset": other})).with_kwargs(f"{other} preset"))
+    return out
+
+
+def ablation(checkpoints: list[Checkpoint], data: DownstreamData, params: Params) -> pd.DataFrame:
+    """Tables 15/16 analog on the ID tasks; column ``study`` says which table a row belongs to."""
+    task_list, methods = tasks(params, id_only=True), ablation_methods(params)
+    jobs = []
+    for ck in select(checkpoints, params.nmtune.ablation.checkpoints):
+        feats = feature_table(ck.backbone, data, params, task_list, desc="ablation")
+        jobs += jobs_for(feats, data, task_list, methods, [ck.spec.seed], _meta(ck))
+    rows = run_jobs(jobs, params.nmtune.n_jobs, desc="ablation")
+    study = np.where(rows["method"].str.startswith("head"), "Table 15: head",
+                     np.where(rows["method"].str.startswith("weights"), "Table 16: loss weights", "preset"))
+    return rows.assign(study=study)
+
+
+def noisy_downstream(checkpoints: list[Checkpoint], data: DownstreamData, params: Params) -> pd.DataFrame:
+    """Fig. 15/16 analog: downstream training labels corrupted too; clean test labels."""
+    from nml.noise import symmetric_noise, uniform_noise
+
+    d = params.nmtune.noisy_downstream
+    inject = {"symmetric": symmetric_noise, "uniform": uniform_noise}[d.noise_kind]
+    methods = [method_by_name(params, name) for name in d.methods]
+    task_list = tasks(params, id_only=True)
+    jobs = []
+    for ck in select(checkpoints, d.checkpoints):
+        feats = feature_table(ck.backbone, data, params, task_list, desc="noisy downstream")
+        for ratio in d.noise_ratios:
+            def noise(y: np.ndarray, seed: int, ratio: float = ratio) -> np.ndarray:
+                return y if ratio == 0 else inject(y, ratio, seed=seed + 1000).labels
+            jobs += jobs_for(feats, data, task_list, methods, [ck.spec.seed], {**_meta(ck), "downstream_noise": ratio}, noise)
+    return run_jobs(jobs, params.nmtune.n_jobs, desc="noisy downstream")
+
+
+def real_model_data(data: DownstreamData, params: Params) -> DownstreamData:
+    r = params.nmtune.real_models
+    return subsample(data, r.max_train_per_class, r.max_test_per_class, params.spectral.split_seed)
+
+
+def tune_real_models(data: DownstreamData, params: Params) -> pd.DataFrame:
+    """Table 2 analog: published encoders as black boxes; spread over tuner seeds."""
+    from nml.encoders import create_encoder
+
+    r = params.nmtune.real_models
+    small = real_model_data(data, params)
+    task_list = tasks(params, ood_tests_per_pairing=r.ood_tests_per_pairing)
+    methods = main_methods(params, r.tuner)
+    jobs = []
+    for name in r.encoders:
+        options = {"image_size": r.image_size[name]} if name in r.image_size else {}
+        encoder = create_encoder(name, **options)
+        transform = f"{small.transform}+{getattr(encoder, 'transform_id', name)}"
+        feats = feature_table(encoder, small, params, task_list, transform=transform, desc=name)
+        jobs += jobs_for(feats, small, task_list, methods, r.seeds, {"encoder": name, "feature_dim": next(iter(feats.values())).shape[1]})
+        del encoder
+    return run_jobs(jobs, params.nmtune.n_jobs, desc="Table 2 analog")
+
+
+# --------------------------------------------------------------------------------------------
+# runtime: cached features vs the encoder re-run on every batch
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def extraction_pass(encoder: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """Features of every image, one pass, no cache (what a tuner needs once)."""
+    with torch.no_grad():
+        return np.concatenate([encoder(images[i:i + batch_size]).float().numpy() for i in range(0, len(images), batch_size)])
+
+
+def measure_runtime(encoder: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, y: np.ndarray,
+                    methods: list[Method], *, epochs: int, augment: bool = True, seed: int = 0,
+                    label: str = "") -> pd.DataFrame:
+    """Time one extraction pass, each method on cached features, and each method re-running the encoder.
+
+    Both paths train the same head for ``epochs`` epochs with raw (unstandardised) features,
+    because statistics of features that change every epoch are undefined. The encoder path
+    augments each batch (random crop and flip) as the NMTune authors' code does; that is why
+    it cannot cache.
+    """
+    from nml.training import random_crop_flip
+
+    if isinstance(encoder, torch.nn.Module):
+        encoder.eval()
+    aug = (lambda batch, gen: random_crop_flip(batch, gen)) if augment else None
+    t_extract = _timed(lambda: extraction_pass(encoder, images))
+    feats = extraction_pass(encoder, images)
+    rows = []
+    for m in tqdm(methods, desc=f"runtime {label}"):
+        cached = m.build(seed, epochs=epochs, standardize=False)
+        t_tune = _timed(lambda cached=cached: cached.fit(feats, y))
+        online = m.build(seed, epochs=epochs, standardize=False)
+        t_online = _timed(lambda online=online: online.fit_encoder(encoder, images, y, augment=aug))
+        rows.append({"encoder": label, "method": m.label, "epochs": epochs, "n": len(y),
+                     "extract_s": t_extract, "tune_cached_s": t_tune, "cached_total_s": t_extract + t_tune,
+                     "encoder_per_batch_s": t_online, "tune_over_extract": t_tune / t_extract,
+                     "speedup_cached": t_online / (t_extract + t_tune)})
+    return pd.DataFrame(rows)
+
+
+def runtime(checkpoints: list[Checkpoint], data: DownstreamData, params: Params) -> pd.DataFrame:
+    """Table 14 analog on ``nmtune.runtime.task``: wall-clock seconds, measured now (never cached)."""
+    from nml.encoders import create_encoder
+
+    rt = params.nmtune.runtime
+    split = data.get(rt.task, "train")
+    idx = np.arange(len(split.y))
+    if rt.max_train is not None and rt.max_train < len(idx):
+        idx = np.sort(np.random.default_rng(params.spectral.split_seed).permutation(idx)[: rt.max_train])
+    images, y = split.x[torch.from_numpy(idx)], split.y[idx]
+    methods = main_methods(params)
+    frames = []
+    for name in rt.encoders:
+        if name == "checkpoint":
+            clean = [ck for ck in checkpoints if ck.spec.track == "supervised" and ck.spec.noise_ratio == 0.0]
+            encoder, label = clean[0].backbone.cpu().eval(), f"checkpoint ({params.pretrain.model})"
+        else:
+            options = {"image_size": params.nmtune.real_models.image_size[name]} if name in params.nmtune.real_models.image_size else {}
+            encoder, label = create_encoder(name, **options), name
+        frames.append(measure_runtime(encoder, images, y, methods, epochs=rt.epochs, augment=rt.augment, label=label))
+    return pd.concat(frames, ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------
+# summaries
+
+
+def summary(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Average over tasks per seed, then mean ± std over seeds, for each group in ``by``."""
+    seed_col = "seed" if "seed" in rows else "tuner_seed"
+    per_seed = rows.groupby([*by, "kind", seed_col])[["acc", "macro_f1", "sve", "lsvr"]].mean().reset_index()
+    agg = per_seed.groupby([*by, "kind"]).agg(
+        acc_mean=("acc", "mean"), acc_std=("acc", "std"), f1_mean=("macro_f1", "mean"), f1_std=("macro_f1", "std"),
+        sve_mean=("sve", "mean"), lsvr_mean=("lsvr", "mean"), seeds=(seed_col, "nunique"))
+    return agg.reset_index()

@@ -1,0 +1,287 @@
+"""The training loop shared by every feature tuner: a head h and a linear classifier g on h(f).
+
+A tuner is a scikit-learn classifier over a frozen feature matrix X (N×D). Subclasses say which
+hyper-parameters they use (:meth:`FeatureTuner._hyper_params`), which head they train
+(:meth:`FeatureTuner._make_head`) and which loss (:meth:`FeatureTuner._loss`); this module does
+validation, seeding, batching, optimisation and inference once for all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
+from torch import nn
+
+from nml.params import OptimConfig
+from nml.training import epoch_generator, make_optimizer, make_scheduler, shuffled_batches
+from nml.tuners.heads import ACTIVATIONS, HEAD_KINDS, make_head
+
+DEVICES = ("cpu", "cuda", "auto")
+
+# (B, generator) -> features of the batch: either rows of a cached tensor or encoder(images[idx])
+BatchSource = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+_INFERENCE_CHUNK = 8192  # rows per forward pass in transform(); bounds memory on large X
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def check_hyper_params(hp: dict[str, Any], *, min_batch_size: int = 1) -> None:
+    """Raise ValueError naming the first invalid entry of a resolved hyper-parameter dict.
+
+    Only the keys present are checked, so each tuner passes the subset it uses.
+    """
+    for name in ("epochs", "batch_size", "depth"):
+        if name in hp and (not _is_int(hp[name]) or hp[name] <= 0):
+            raise ValueError(f"{name} must be a positive integer, got {hp[name]!r}")
+    if "batch_size" in hp and hp["batch_size"] < min_batch_size:
+        raise ValueError(
+            f"batch_size must be >= {min_batch_size} for this tuner (BatchNorm and the batch "
+            f"covariance need at least 2 samples per batch), got {hp['batch_size']!r}"
+        )
+    for name in ("lr", "hidden_mult"):
+        if name in hp and (not _is_number(hp[name]) or not np.isfinite(hp[name]) or hp[name] <= 0):
+            raise ValueError(f"{name} must be a positive number, got {hp[name]!r}")
+    for name in ("weight_decay", "w_consistency", "w_covariance", "w_dominant_sv"):
+        if name in hp and (not _is_number(hp[name]) or not np.isfinite(hp[name]) or hp[name] < 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {hp[name]!r}")
+    if "svd_top_k" in hp and (not _is_int(hp["svd_top_k"]) or hp["svd_top_k"] < 1):
+        raise ValueError(f"svd_top_k must be an integer >= 1, got {hp['svd_top_k']!r}")
+    for name, allowed in (("head", HEAD_KINDS), ("activation", ACTIVATIONS), ("device", DEVICES)):
+        if name in hp and hp[name] not in allowed:
+            raise ValueError(f"{name} must be one of {list(allowed)}, got {hp[name]!r}")
+    if "seed" in hp and not _is_int(hp["seed"]):
+        raise ValueError(f"seed must be an integer, got {hp['seed']!r}")
+
+
+class FeatureTuner(ClassifierMixin, BaseEstimator):
+    """Base class: train a head h and a linear classifier g on frozen features, g(h(f)).
+
+    Training: ``torch.manual_seed(seed)``, build h then g (PyTorch default init), AdamW with a
+    per-step cosine schedule to zero, ``epochs`` passes over mini-batches of ``batch_size`` whose
+    order comes from ``epoch_generator(seed, epoch)``. Subclasses with
+    ``_skip_singleton_batches = True`` skip a trailing batch of one sample (it happens when
+    ``N % batch_size == 1``): BatchNorm and the batch covariance are undefined on one sample.
+    The skipped sample changes every epoch, and the cosine schedule counts only the steps taken.
+
+    Fitted attributes
+    -----------------
+    classes_ : sorted unique labels; columns of ``predict_proba`` follow this order.
+    n_features_in_ : D.
+    mean_, scale_ : training mean and std + 1e-6 (float32) used when ``standardize``.
+    head_ : the trained head on CPU in eval mode (``nn.Identity`` for the linear probe).
+    coef_, intercept_ : weights (C, D) and bias (C,) of the classifier g.
+    loss_curve_ : mean total training loss per epoch (per sample seen).
+    """
+
+    _skip_singleton_batches: bool = True
+
+    # ---------------------------------------------------------------- subclass hooks
+    def _hyper_params(self) -> dict[str, Any]:
+        """The resolved hyper-parameters this tuner trains with (keys as in check_hyper_params)."""
+        raise NotImplementedError
+
+    def _make_head(self, n_features: int, hp: dict[str, Any]) -> nn.Module:
+        return make_head(n_features, kind=hp["head"], depth=hp["depth"], activation=hp["activation"],
+                         hidden_mult=hp["hidden_mult"])
+
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor, z: torch.Tensor, f: torch.Tensor,
+              hp: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float] | None]:
+        """(loss to back-propagate, per-term floats to record or None)."""
+        return F.cross_entropy(logits, y), None
+
+    # ---------------------------------------------------------------- validation helpers
+    def _checked_hyper_params(self, **overrides: Any) -> dict[str, Any]:
+        hp = {**self._hyper_params(), **{k: v for k, v in overrides.items() if v is not None}}
+        check_hyper_params(hp, min_batch_size=2 if self._skip_singleton_batches else 1)
+        return hp
+
+    def _device(self) -> torch.device:
+        from nml.models import resolve_device
+
+        return resolve_device(self.device)
+
+    def _encode_labels(self, y: np.ndarray) -> np.ndarray:
+        check_classification_targets(y)
+        self.classes_, y_idx = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(f"need at least 2 classes to fit a classifier, got {len(self.classes_)}: {self.classes_}")
+        return y_idx
+
+    def _scale(self, X: np.ndarray) -> np.ndarray:
+        return (X - self.mean_) / self.scale_ if self.standardize else X
+
+    def _check_X(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "coef_")
+        X = check_array(X, dtype=np.float32, ensure_all_finite=True)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(self).__name__} was fitted on "
+                f"n_features_in_={self.n_features_in_} features"
+            )
+        return X
+
+    # ---------------------------------------------------------------- training
+    def fit(self, X: Any, y: Any) -> FeatureTuner:
+        """Train on features X (N×D, finite) and labels y (N, any sortable values); returns self."""
+        # training needs autograd even when the caller sits in a torch.no_grad() block
+        with torch.enable_grad():
+            hp = self._checked_hyper_params()
+            X, y = check_X_y(X, y, dtype=np.float32, ensure_all_finite=True)
+            y_idx = self._encode_labels(y)
+            self.n_features_in_ = X.shape[1]
+            self.mean_ = X.mean(0)
+            self.scale_ = X.std(0) + 1e-6
+            device = self._device()
+            xt = torch.from_numpy(self._scale(X).astype(np.float32)).to(device)
+            self._train(lambda idx, gen: xt[idx.to(device)], y_idx, X.shape[1], device, hp)
+        return self
+
+    def fit_encoder(
+        self,
+        encoder: Callable[[torch.Tensor], torch.Tensor],
+        images: torch.Tensor,
+        y: Any,
+        *,
+        augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+        batch_size: int | None = None,
+    ) -> FeatureTuner:
+        """Train like :meth:`fit`, but encode every batch of every epoch instead of caching X.
+
+        The NMTune authors' way of working (and what their runtime numbers measure): for each
+        mini-batch of indices, ``f = encoder(augment(images[idx], generator))`` under
+        ``torch.no_grad()``, then the same step as :meth:`fit`. Loss, optimiser, schedule, batch
+        order and seeds are those of :meth:`fit`, so with no augmentation and
+        ``standardize=False`` the result equals ``fit(encoder(images), y)`` up to float rounding.
+
+        Parameters
+        ----------
+        encoder : maps an image batch to (B, D) features; called once on ``images[:2]`` before
+            training to learn D. Put a module in eval mode yourself.
+        images : tensor N×C×H×W (any dtype the encoder/augment accept), indexed with a LongTensor.
+        y : N labels.
+        augment : optional ``augment(batch, generator)``; the generator is the epoch's
+            ``epoch_generator(seed, epoch)`` after it drew the batch order.
+        batch_size : overrides the tuner's batch size for this fit (None keeps it).
+
+        Raises
+        ------
+        ValueError if ``standardize`` is True: the features change every epoch under
+        augmentation, so "training mean and std" of them are undefined.
+        """
+        with torch.enable_grad():
+            hp = self._checked_hyper_params(batch_size=batch_size)
+            if self.standardize:
+                raise ValueError(
+                    "fit_encoder needs standardize=False: features are recomputed (and possibly "
+                    "augmented) every epoch, so their training mean/std are undefined"
+                )
+            if not isinstance(images, torch.Tensor) or images.ndim < 2:
+                raise ValueError(f"images must be a torch.Tensor N×C×H×W, got {type(images).__name__}")
+            y = np.asarray(y)
+            if y.ndim != 1 or len(y) != len(images):
+                raise ValueError(f"y must be 1-D with one label per image: got y shape {y.shape}, {len(images)} images")
+            y_idx = self._encode_labels(y)
+            with torch.no_grad():
+                n_features = int(encoder(images[:2]).shape[-1])
+            device = self._device()
+
+            def encode(idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+                batch = images[idx.to(images.device)]
+                if augment is not None:
+                    batch = augment(batch, gen)
+                with torch.no_grad():
+                    f = encoder(batch)
+                if f.ndim != 2 or f.shape != (len(idx), n_features):
+                    raise ValueError(f"encoder must return ({len(idx)}, {n_features}) features, got {tuple(f.shape)}")
+                return f.to(device=device, dtype=torch.float32)
+
+            self.n_features_in_ = n_features
+            # the features are used as they come; identity statistics keep _scale() a no-op
+            self.mean_ = np.zeros(n_features, np.float32)
+            self.scale_ = np.ones(n_features, np.float32)
+            self._train(encode, y_idx, n_features, device, hp)
+        return self
+
+    def _train(self, source: BatchSource, y_idx: np.ndarray, n_features: int, device: torch.device,
+               hp: dict[str, Any]) -> None:
+        """The one training loop behind fit and fit_encoder; sets head_, coef_, intercept_, curves."""
+        n = len(y_idx)
+        yt = torch.from_numpy(y_idx.astype(np.int64)).to(device)
+        torch.manual_seed(self.seed)
+        head = self._make_head(n_features, hp).to(device)
+        classifier = nn.Linear(n_features, len(self.classes_)).to(device)
+        cfg = OptimConfig(epochs=int(hp["epochs"]), batch_size=int(hp["batch_size"]), optimizer="adamw",
+                          lr=float(hp["lr"]), weight_decay=float(hp["weight_decay"]), schedule="cosine")
+        opt = make_optimizer([*head.parameters(), *classifier.parameters()], cfg)
+        skip_last = self._skip_singleton_batches and n > cfg.batch_size and n % cfg.batch_size == 1
+        sched = make_scheduler(opt, cfg, -(-n // cfg.batch_size) - int(skip_last))
+        n_seen = n - int(skip_last)
+        head.train()
+        self.loss_curve_: list[float] = []
+        parts_curve: list[dict[str, float]] = []
+        for epoch in range(cfg.epochs):
+            gen = epoch_generator(self.seed, epoch)
+            total = 0.0
+            part_sums: dict[str, float] = {}
+            for idx in shuffled_batches(n, cfg.batch_size, gen):
+                if skip_last and len(idx) == 1:
+                    continue
+                f = source(idx, gen)
+                z = head(f)
+                loss, parts = self._loss(classifier(z), yt[idx.to(device)], z, f, hp)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += float(loss.detach()) * len(idx)
+                for key, value in (parts or {}).items():
+                    part_sums[key] = part_sums.get(key, 0.0) + value * len(idx)
+            self.loss_curve_.append(total / n_seen)
+            parts_curve.append({key: value / n_seen for key, value in part_sums.items()})
+        if any(parts_curve):
+            self.loss_parts_ = parts_curve
+        # CPU state so the fitted estimator pickles and predicts without a GPU
+        self.head_ = head.eval().cpu()
+        self.coef_ = classifier.weight.detach().cpu().numpy()
+        self.intercept_ = classifier.bias.detach().cpu().numpy()
+
+    # ---------------------------------------------------------------- inference
+    def transform(self, X: Any) -> np.ndarray:
+        """The features the classifier reads: ``head_(standardised X)`` in eval mode, float32 N×D."""
+        Xs = self._scale(self._check_X(X)).astype(np.float32)
+        if isinstance(self.head_, nn.Identity):
+            return Xs
+        with torch.no_grad():
+            chunks = [self.head_(torch.from_numpy(Xs[i : i + _INFERENCE_CHUNK])).numpy()
+                      for i in range(0, len(Xs), _INFERENCE_CHUNK)]
+        return np.concatenate(chunks).astype(np.float32, copy=False)
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Logits (N, n_classes), columns ordered as ``classes_``."""
+        return self.transform(X) @ self.coef_.T + self.intercept_
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Softmax of the logits; rows sum to 1, columns ordered as ``classes_``."""
+        logits = self.decision_function(X)
+        logits = logits - logits.max(1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(1, keepdims=True)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The label in ``classes_`` with the largest logit."""
+        logits = self.decision_function(X)  # first, so an unfitted tuner raises NotFittedError
+        return self.classes_[logits.argmax(1)]

@@ -1,0 +1,58 @@
+"""MLP tuning: a feature head h and a linear classifier on h(f), trained with cross-entropy only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nml.tuners.base import FeatureTuner
+
+
+class MLPTuner(FeatureTuner):
+    """Head h (:func:`~nml.tuners.heads.make_head`) + linear classifier g, loss CE(g(h(f)), y).
+
+    The baseline NMTune is compared against: the same head and optimisation as NMTune's "paper"
+    preset (whose defaults these are) without the three regularisers. ``transform`` returns
+    z = h(standardised f) in eval mode.
+
+    Parameters
+    ----------
+    head : "plain" or "residual" (see make_head).
+    depth : Linear layers in the head, >= 1.
+    activation : "relu", "gelu" or "none".
+    hidden_mult : hidden width = round(hidden_mult · D).
+    epochs, batch_size, lr, weight_decay : AdamW + per-step cosine schedule; batch_size >= 2.
+    standardize : z-score features with training statistics before the head.
+    seed : seeds initialisation and batch order.
+    device : "cpu", "cuda" or "auto".
+    """
+
+    def __init__(
+        self,
+        head: str = "plain",
+        depth: int = 2,
+        activation: str = "relu",
+        hidden_mult: float = 4,
+        epochs: int = 30,
+        batch_size: int = 64,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        standardize: bool = True,
+        seed: int = 0,
+        device: str = "cpu",
+    ):
+        self.head = head
+        self.depth = depth
+        self.activation = activation
+        self.hidden_mult = hidden_mult
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.standardize = standardize
+        self.seed = seed
+        self.device = device
+
+    def _hyper_params(self) -> dict[str, Any]:
+        names = ("head", "depth", "activation", "hidden_mult", "epochs", "batch_size", "lr",
+                 "weight_decay", "seed", "device")
+        return {name: getattr(self, name) for name in names}

@@ -1,0 +1,105 @@
+"""NMTune: MLP tuning plus three regularisers that reshape the pre-trained feature space."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from nml.tuners.base import FeatureTuner
+from nml.tuners.nmtune_losses import nmtune_loss
+
+# Both presets train with AdamW and a per-step cosine schedule to zero (the base loop).
+NMTUNE_PRESETS: dict[str, dict[str, Any]] = {
+    # as written in the paper: an MLP head, the three terms weighted equally, L_SVD = -σ1/Σσ
+    "paper": {
+        "head": "plain", "depth": 2, "activation": "relu", "hidden_mult": 4,
+        "w_consistency": 0.01, "w_covariance": 0.01, "w_dominant_sv": 0.01, "svd_top_k": 1,
+        "epochs": 30, "batch_size": 64, "lr": 1e-3, "weight_decay": 1e-4,
+    },
+    # as in the authors' public code: residual BN-MLP head, unequal weights, top-5 singular values
+    "official": {
+        "head": "residual", "depth": 2, "activation": "relu", "hidden_mult": 4,
+        "w_consistency": 1.0, "w_covariance": 0.04, "w_dominant_sv": 0.001, "svd_top_k": 5,
+        "epochs": 30, "batch_size": 64, "lr": 1e-3, "weight_decay": 1e-4,
+    },
+}
+
+_OVERRIDABLE = tuple(NMTUNE_PRESETS["paper"])
+
+
+class NMTune(FeatureTuner):
+    """NMTune: head h + linear classifier g with loss
+    CE + w_consistency·L_MSE(z, f) + w_covariance·L_COV(z) + w_dominant_sv·L_SVD(z)
+    on z = h(f) (see :mod:`nml.tuners.nmtune_losses`; f is the standardised feature when
+    ``standardize``).
+
+    Every argument left as None takes the value of ``preset`` (one of ``NMTUNE_PRESETS``:
+    "paper" or "official"). Resolution happens at fit time without touching the public
+    attributes, so ``clone``/``get_params`` see exactly what was passed; :meth:`resolved_params`
+    shows the values actually used. With all three weights 0 this is :class:`MLPTuner`.
+
+    Extra fitted attribute: ``loss_parts_``, one dict per epoch with the per-sample means of the
+    unweighted terms {ce, consistency, covariance, dominant_sv} (0.0 for terms with weight 0).
+    A trailing batch of one sample is skipped (BatchNorm and covariance need two); batch_size
+    must be >= 2.
+    """
+
+    def __init__(
+        self,
+        preset: str = "paper",
+        head: str | None = None,
+        depth: int | None = None,
+        activation: str | None = None,
+        hidden_mult: float | None = None,
+        w_consistency: float | None = None,
+        w_covariance: float | None = None,
+        w_dominant_sv: float | None = None,
+        svd_top_k: int | None = None,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        lr: float | None = None,
+        weight_decay: float | None = None,
+        standardize: bool = True,
+        seed: int = 0,
+        device: str = "cpu",
+    ):
+        self.preset = preset
+        self.head = head
+        self.depth = depth
+        self.activation = activation
+        self.hidden_mult = hidden_mult
+        self.w_consistency = w_consistency
+        self.w_covariance = w_covariance
+        self.w_dominant_sv = w_dominant_sv
+        self.svd_top_k = svd_top_k
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.standardize = standardize
+        self.seed = seed
+        self.device = device
+
+    def resolved_params(self) -> dict[str, Any]:
+        """The hyper-parameters a fit uses: the preset, overridden by every non-None argument.
+
+        Raises ValueError for an unknown preset (the message lists the known ones).
+        """
+        if self.preset not in NMTUNE_PRESETS:
+            raise ValueError(f"preset must be one of {list(NMTUNE_PRESETS)}, got {self.preset!r}")
+        resolved = dict(NMTUNE_PRESETS[self.preset])
+        for name in _OVERRIDABLE:
+            value = getattr(self, name)
+            if value is not None:
+                resolved[name] = value
+        resolved.update(standardize=self.standardize, seed=self.seed, device=self.device)
+        return resolved
+
+    def _hyper_params(self) -> dict[str, Any]:
+        return self.resolved_params()
+
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor, z: torch.Tensor, f: torch.Tensor,
+              hp: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        return nmtune_loss(logits, y, z, f, w_consistency=hp["w_consistency"], w_covariance=hp["w_covariance"],
+                           w_dominant_sv=hp["w_dominant_sv"], svd_top_k=hp["svd_top_k"])

@@ -1,0 +1,445 @@
+"""Feature tuners: common sklearn behaviour, the NMTune terms, heads, presets and fit_encoder."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.datasets import make_blobs
+from sklearn.exceptions import NotFittedError
+from torch import nn
+
+from nml.tuners import (
+    NMTUNE_PRESETS,
+    TUNERS,
+    LinearProbe,
+    MLPTuner,
+    NMTune,
+    consistency_loss,
+    covariance_loss,
+    dominant_singular_value_loss,
+    make_head,
+    make_tuner,
+    nmtune_loss,
+)
+
+# small, fast versions of every tuner; "official" exercises the residual head with BatchNorm
+FACTORIES = {
+    "lp": lambda **kw: LinearProbe(**{"epochs": 5, "batch_size": 32, **kw}),
+    "mlp": lambda **kw: MLPTuner(**{"epochs": 5, "batch_size": 32, **kw}),
+    "nmtune-paper": lambda **kw: NMTune(**{"preset": "paper", "epochs": 5, "batch_size": 32, **kw}),
+    "nmtune-official": lambda **kw: NMTune(**{"preset": "official", "epochs": 5, "batch_size": 32, **kw}),
+}
+
+
+@pytest.fixture(params=list(FACTORIES))
+def factory(request):
+    return FACTORIES[request.param]
+
+
+@pytest.fixture
+def blobs():
+    X, y = make_blobs(n_samples=200, centers=3, n_features=8, random_state=0, cluster_std=1.0)
+    return X.astype(np.float32), y
+
+
+# ---------------------------------------------------------------- common behaviour
+def test_fit_predict_transform(factory, blobs):
+    X, y = blobs
+    est = factory()
+    assert est.fit(X, y) is est
+    assert np.array_equal(est.classes_, [0, 1, 2]) and est.n_features_in_ == 8
+    proba = est.predict_proba(X)
+    logits = est.decision_function(X)
+    assert proba.shape == logits.shape == (200, 3)
+    assert np.allclose(proba.sum(1), 1)
+    assert np.array_equal(est.classes_[proba.argmax(1)], est.predict(X))
+    assert 0.0 <= est.score(X, y) <= 1.0
+    assert np.allclose(est.mean_, X.mean(0)) and np.allclose(est.scale_, X.std(0) + 1e-6)
+    Z = est.transform(X)
+    assert Z.dtype == np.float32 and Z.shape == (200, 8)
+    standardised = (X - est.mean_) / est.scale_
+    with torch.no_grad():  # transform = head in eval mode on standardised features
+        expected = est.head_.eval()(torch.from_numpy(standardised)).numpy()
+    assert np.allclose(Z, expected, atol=1e-6)
+    assert np.allclose(logits, Z @ est.coef_.T + est.intercept_, atol=1e-5)
+    assert len(est.loss_curve_) == 5 and all(np.isfinite(est.loss_curve_))
+
+
+def test_linear_probe_transform_is_standardised_input(blobs):
+    X, y = blobs
+    assert np.array_equal(LinearProbe(epochs=1).fit(X, y).transform(X), (X - X.mean(0)) / (X.std(0) + 1e-6))
+    assert np.array_equal(LinearProbe(epochs=1, standardize=False).fit(X, y).transform(X), X)
+
+
+def test_string_labels_and_column_order(factory, blobs):
+    X, y = blobs
+    labels = np.array(["eel", "cat", "dog"])[y]
+    est = factory().fit(X, labels)
+    assert list(est.classes_) == ["cat", "dog", "eel"]
+    assert set(est.predict(X)) <= {"cat", "dog", "eel"}
+    # column 0 of predict_proba is "cat": higher on the samples labelled cat than on the others
+    proba = est.predict_proba(X)
+    assert proba[labels == "cat", 0].mean() > proba[labels != "cat", 0].mean()
+
+
+def test_fits_inside_no_grad(factory, blobs):
+    with torch.no_grad():
+        est = factory().fit(*blobs)
+    assert est.loss_curve_[-1] < est.loss_curve_[0]
+
+
+def test_seeded(factory, blobs):
+    X, y = blobs
+    a = factory(seed=1).fit(X, y)
+    b = clone(a).fit(X, y)
+    assert a.loss_curve_ == b.loss_curve_
+    assert np.array_equal(a.decision_function(X), b.decision_function(X))
+    c = factory(seed=2).fit(X, y)
+    assert not np.array_equal(a.coef_, c.coef_)
+
+
+def test_trailing_batch_of_one(factory):
+    # 65 % 32 == 1: BatchNorm and the batch covariance cannot train on the last sample alone
+    X, y = make_blobs(n_samples=65, centers=2, n_features=6, random_state=1)
+    est = factory(epochs=2).fit(X.astype(np.float32), y)
+    assert all(np.isfinite(est.loss_curve_))
+
+
+def test_all_tuners_learn(factory):
+    X, y = make_blobs(n_samples=300, centers=3, n_features=8, random_state=2, cluster_std=1.5)
+    est = factory(epochs=20).fit(X.astype(np.float32), y)
+    assert est.score(X, y) > 0.9
+
+
+def test_clone_params_and_pickle(factory, blobs):
+    X, y = blobs
+    est = factory()
+    params = est.get_params()
+    assert clone(est).get_params() == params
+    assert type(est)(**params).get_params() == params
+    est.fit(X, y)
+    assert est.get_params() == params  # fitting (e.g. preset resolution) leaves params alone
+    loaded = pickle.loads(pickle.dumps(est))
+    assert np.array_equal(loaded.decision_function(X), est.decision_function(X))
+    assert np.array_equal(loaded.predict(X), est.predict(X))
+    assert all(p.device.type == "cpu" for p in est.head_.parameters())
+
+
+def test_device_auto(blobs):
+    est = NMTune(preset="official", epochs=1, device="auto").fit(*blobs)
+    assert isinstance(est.coef_, np.ndarray)
+    assert all(p.device.type == "cpu" for p in est.head_.parameters())
+
+
+def test_nmtune_loss_parts(blobs):
+    est = NMTune(epochs=3, w_covariance=0.0).fit(*blobs)
+    assert len(est.loss_parts_) == 3
+    for parts in est.loss_parts_:
+        assert set(parts) == {"ce", "consistency", "covariance", "dominant_sv"}
+        assert parts["covariance"] == 0.0 and parts["consistency"] > 0 and parts["dominant_sv"] < 0
+    first = est.loss_parts_[0]
+    total = first["ce"] + 0.01 * first["consistency"] + 0.01 * first["dominant_sv"]
+    assert est.loss_curve_[0] == pytest.approx(total, rel=1e-5)
+
+
+def test_nmtune_without_terms_is_mlp_tuning(blobs):
+    X, y = blobs
+    a = NMTune(w_consistency=0, w_covariance=0, w_dominant_sv=0, epochs=3).fit(X, y)
+    b = MLPTuner(epochs=3).fit(X, y)
+    assert a.loss_curve_ == b.loss_curve_
+    assert np.array_equal(a.decision_function(X), b.decision_function(X))
+
+
+# ---------------------------------------------------------------- errors, before training
+@pytest.mark.parametrize("name, kwargs, match", [
+    ("lp", {"epochs": 0}, "epochs must be a positive integer"),
+    ("mlp", {"batch_size": 0}, "batch_size must be a positive integer"),
+    ("nmtune", {"batch_size": 1}, "batch_size must be >= 2"),
+    ("mlp", {"lr": 0.0}, "lr must be a positive number"),
+    ("nmtune", {"lr": -1e-3}, "lr must be a positive number"),
+    ("mlp", {"depth": 0}, "depth must be a positive integer"),
+    ("nmtune", {"hidden_mult": 0}, "hidden_mult must be a positive number"),
+    ("lp", {"weight_decay": -1.0}, "weight_decay must be a finite number >= 0"),
+    ("nmtune", {"w_consistency": -1.0}, "w_consistency must be"),
+    ("nmtune", {"w_covariance": -0.1}, "w_covariance must be"),
+    ("nmtune", {"w_dominant_sv": -0.1}, "w_dominant_sv must be"),
+    ("nmtune", {"svd_top_k": 0}, "svd_top_k must be an integer >= 1"),
+    ("mlp", {"head": "transformer"}, r"head must be one of \['plain', 'residual'\]"),
+    ("nmtune", {"activation": "tanh"}, r"activation must be one of \['relu', 'gelu', 'none'\]"),
+    ("nmtune", {"preset": "best"}, r"preset must be one of \['paper', 'official'\]"),
+    ("lp", {"device": "tpu"}, r"device must be one of \['cpu', 'cuda', 'auto'\]"),
+    ("mlp", {"seed": 0.5}, "seed must be an integer"),
+])
+def test_bad_hyper_parameters(blobs, name, kwargs, match):
+    est = make_tuner(name, **kwargs)
+    with pytest.raises(ValueError, match=match):
+        est.fit(*blobs)
+    assert not hasattr(est, "loss_curve_")
+
+
+def test_bad_inputs(factory, blobs):
+    X, y = blobs
+    with pytest.raises(ValueError, match="2D array"):
+        factory().fit(X[:, 0], y)
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        factory().fit(X, y[:-1])
+    for bad_value, match in ((np.nan, "NaN"), (np.inf, "infinity")):
+        bad = X.copy()
+        bad[3, 2] = bad_value
+        with pytest.raises(ValueError, match=match):
+            factory().fit(bad, y)
+    with pytest.raises(ValueError, match="need at least 2 classes"):
+        factory().fit(X, np.zeros(len(X), int))
+    with pytest.raises(NotFittedError):
+        factory().predict(X)
+    est = factory(epochs=1).fit(X, y)
+    with pytest.raises(ValueError, match="X has 3 features, .* n_features_in_=8"):
+        est.predict(X[:, :3])
+    with pytest.raises(ValueError, match="X has 3 features"):
+        est.transform(X[:, :3])
+
+
+def test_registry():
+    assert TUNERS == {"lp": LinearProbe, "mlp": MLPTuner, "nmtune": NMTune}
+    assert make_tuner("nmtune", preset="official").resolved_params()["head"] == "residual"
+    with pytest.raises(KeyError, match="known tuners: \\['lp', 'mlp', 'nmtune'\\]"):
+        make_tuner("svm")
+
+
+# ---------------------------------------------------------------- presets
+def test_presets():
+    paper = NMTune(preset="paper").resolved_params()
+    assert (paper["w_consistency"], paper["w_covariance"], paper["w_dominant_sv"]) == (0.01, 0.01, 0.01)
+    assert paper["head"] == "plain" and paper["svd_top_k"] == 1 and paper["depth"] == 2
+    assert (paper["epochs"], paper["batch_size"], paper["lr"], paper["weight_decay"]) == (30, 64, 1e-3, 1e-4)
+    official = NMTune(preset="official").resolved_params()
+    assert (official["w_consistency"], official["w_covariance"], official["w_dominant_sv"]) == (1.0, 0.04, 0.001)
+    assert official["svd_top_k"] == 5 and official["head"] == "residual"
+    est = NMTune(preset="official", w_covariance=0.5, head="plain")
+    assert est.resolved_params()["w_covariance"] == 0.5 and est.resolved_params()["head"] == "plain"
+    assert est.get_params()["w_dominant_sv"] is None  # resolution never writes the attributes
+    assert set(NMTUNE_PRESETS) == {"paper", "official"}
+    with pytest.raises(ValueError, match="preset must be one of"):
+        NMTune(preset="nope").resolved_params()
+
+
+def test_mlp_defaults_match_paper_preset():
+    paper = NMTUNE_PRESETS["paper"]
+    params = MLPTuner().get_params()
+    for name in ("head", "depth", "activation", "hidden_mult", "epochs", "batch_size", "lr", "weight_decay"):
+        assert params[name] == paper[name]
+
+
+# ---------------------------------------------------------------- heads
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_plain_head_depth(depth):
+    head = make_head(6, kind="plain", depth=depth, activation="relu", hidden_mult=4)
+    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
+    assert len(linears) == depth
+    assert linears[0].in_features == 6 and linears[-1].out_features == 6
+    if depth > 1:
+        assert linears[0].out_features == 24
+    assert sum(isinstance(m, nn.ReLU) for m in head.modules()) == depth - 1
+    assert head(torch.randn(5, 6)).shape == (5, 6)
+
+
+def test_plain_head_without_activation_is_linear():
+    torch.manual_seed(0)
+    head = make_head(6, kind="plain", depth=3, activation="none", hidden_mult=2)
+    a, b = torch.randn(4, 6), torch.randn(4, 6)
+    with torch.no_grad():
+        assert torch.allclose(head(a + b), head(a) + head(b) - head(torch.zeros(4, 6)), atol=1e-5)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_residual_head(depth):
+    head = make_head(6, kind="residual", depth=depth, activation="gelu", hidden_mult=2)
+    assert sum(isinstance(m, nn.BatchNorm1d) for m in head.modules()) == depth - 1
+    assert torch.equal(head.scale.detach(), torch.ones(6))
+    last = [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.zero_()
+        f = torch.randn(8, 6)
+        assert torch.allclose(head(f), f)
+
+
+def test_make_head_rejects_unknown_kind():
+    with pytest.raises(ValueError, match="head must be one of"):
+        make_head(4, kind="conv", depth=1, activation="relu", hidden_mult=1)
+
+
+# ---------------------------------------------------------------- the loss functions
+def test_consistency_loss():
+    f = torch.randn(16, 5)
+    assert consistency_loss(f, f).item() == pytest.approx(0.0, abs=1e-6)
+    assert consistency_loss(3.5 * f, f).item() == pytest.approx(0.0, abs=1e-6)
+    assert consistency_loss(-f, f).item() == pytest.approx(4.0, abs=1e-5)
+    assert torch.isfinite(consistency_loss(torch.zeros(3, 5), torch.randn(3, 5)))
+    z = torch.randn(16, 5)
+    cos = torch.nn.functional.cosine_similarity(z, f, dim=1)
+    assert consistency_loss(z, f).item() == pytest.approx((2 - 2 * cos).mean().item(), abs=1e-5)
+
+
+def test_covariance_loss():
+    # orthogonal, centred columns: the covariance matrix is exactly diagonal
+    centred = torch.randn(50, 4, dtype=torch.float64)
+    q, _ = torch.linalg.qr(centred - centred.mean(0))
+    assert covariance_loss(q).item() == pytest.approx(0.0, abs=1e-12)
+    x = torch.randn(50, 1, dtype=torch.float64)
+    z = torch.cat([x, 2 * x, torch.randn(50, 1, dtype=torch.float64)], 1)
+    assert covariance_loss(z).item() > 0
+    c = np.cov(z.numpy().T)  # unbiased, like the loss
+    expected = (c[~np.eye(3, dtype=bool)] ** 2).sum() / 3
+    assert covariance_loss(z).item() == pytest.approx(expected)
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        covariance_loss(torch.randn(1, 3))
+
+
+def test_dominant_singular_value_loss():
+    rank1 = torch.randn(20, 1) @ torch.randn(1, 6)
+    assert dominant_singular_value_loss(rank1, top_k=1).item() == pytest.approx(-1.0, abs=1e-5)
+    for top_k in (1, 5, 50):
+        value = dominant_singular_value_loss(torch.randn(20, 6), top_k=top_k).item()
+        assert -1.0 <= value < 0.0
+    z = torch.randn(20, 6)
+    sigma = torch.linalg.svdvals(z)
+    assert dominant_singular_value_loss(z, 5).item() == pytest.approx(-(sigma[:5].mean() / sigma.sum()).item())
+
+
+def test_nmtune_loss_sum_and_skipped_svd(monkeypatch):
+    logits, y = torch.randn(8, 3), torch.randint(0, 3, (8,))
+    z, f = torch.randn(8, 5), torch.randn(8, 5)
+    total, parts = nmtune_loss(logits, y, z, f, 0.5, 0.25, 2.0, 1)
+    expected = (torch.nn.functional.cross_entropy(logits, y) + 0.5 * consistency_loss(z, f)
+                + 0.25 * covariance_loss(z) + 2.0 * dominant_singular_value_loss(z, 1))
+    assert total.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert all(isinstance(v, float) for v in parts.values())
+
+    def no_svd(*args, **kwargs):
+        raise AssertionError("svdvals must not run when w_dominant_sv == 0")
+
+    monkeypatch.setattr(torch.linalg, "svdvals", no_svd)
+    total, parts = nmtune_loss(logits, y, z, f, 0.5, 0.25, 0.0, 5)
+    assert parts["dominant_sv"] == 0.0 and torch.isfinite(total)
+    with pytest.raises(AssertionError, match="must not run"):
+        nmtune_loss(logits, y, z, f, 0.5, 0.25, 1.0, 5)
+
+
+# ---------------------------------------------------------------- each NMTune term does what it claims
+def _correlated_features(seed: int = 0):
+    """3 Gaussian classes in 12 dims, mixed by a random matrix plus a strong shared direction."""
+    rng = np.random.default_rng(seed)
+    n, d = 300, 12
+    y = rng.integers(0, 3, n)
+    means = rng.normal(size=(3, d)) * 1.5
+    mix = rng.normal(size=(d, d)) * 0.5 + np.eye(d)
+    shared = rng.normal(size=(n, 1)) * 3 * rng.normal(size=d)
+    X = (rng.normal(size=(n, d)) + means[y]) @ mix + shared
+    return X.astype(np.float32), y
+
+
+def _with_only(term: str | None, weight: float, head: str, X, y) -> NMTune:
+    weights = {"w_consistency": 0.0, "w_covariance": 0.0, "w_dominant_sv": 0.0}
+    if term is not None:
+        weights[term] = weight
+    return NMTune(head=head, epochs=30, batch_size=32, **weights).fit(X, y)
+
+
+@pytest.fixture(scope="module")
+def correlated():
+    return _correlated_features()
+
+
+@pytest.fixture(scope="module", params=["plain", "residual"])
+def baseline(request, correlated):
+    return request.param, _with_only(None, 0.0, request.param, *correlated)
+
+
+def _mean_sq_off_diagonal_correlation(Z: np.ndarray) -> float:
+    corr = np.corrcoef(Z.T)
+    return float(np.mean(corr[~np.eye(len(corr), dtype=bool)] ** 2))
+
+
+def _top_singular_value_share(Z: np.ndarray) -> float:
+    sigma = np.linalg.svd(Z, compute_uv=False)
+    return float(sigma[0] / sigma.sum())
+
+
+def _mean_cosine(Z: np.ndarray, F: np.ndarray) -> float:
+    return float(np.mean((Z * F).sum(1) / np.linalg.norm(Z, axis=1) / np.linalg.norm(F, axis=1)))
+
+
+def test_covariance_term_decorrelates(baseline, correlated):
+    head, base = baseline
+    X, y = correlated
+    tuned = _with_only("w_covariance", 1.0, head, X, y)
+    assert _mean_sq_off_diagonal_correlation(tuned.transform(X)) < 0.8 * _mean_sq_off_diagonal_correlation(base.transform(X))
+
+
+def test_svd_term_raises_top_singular_value_share(baseline, correlated):
+    head, base = baseline
+    X, y = correlated
+    tuned = _with_only("w_dominant_sv", 1.0, head, X, y)
+    assert _top_singular_value_share(tuned.transform(X)) > _top_singular_value_share(base.transform(X)) + 0.05
+
+
+def test_consistency_term_keeps_directions(baseline, correlated):
+    head, base = baseline
+    X, y = correlated
+    tuned = _with_only("w_consistency", 10.0, head, X, y)
+    F = (X - tuned.mean_) / tuned.scale_
+    tuned_cos = _mean_cosine(tuned.transform(X), F)
+    assert tuned_cos > _mean_cosine(base.transform(X), F) + 0.1
+    assert tuned_cos > 0.9
+
+
+# ---------------------------------------------------------------- fit_encoder
+def _images_and_encoder(n: int = 150):
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(n, 3, 4, 4, generator=gen)
+    linear = nn.Linear(48, 10)
+    with torch.no_grad():
+        linear.weight.copy_(torch.randn(10, 48, generator=gen) / 4)
+        linear.bias.copy_(torch.randn(10, generator=gen))
+    encoder = nn.Sequential(nn.Flatten(), linear).eval()
+    with torch.no_grad():
+        X = encoder(images)
+    y = (X[:, 0] > X[:, 0].median()).long() + (X[:, 1] > X[:, 1].median()).long()
+    return images, encoder, X.numpy(), y.numpy()
+
+
+@pytest.mark.parametrize("name", ["lp", "nmtune-official", "nmtune-paper"])
+def test_fit_encoder_matches_fit_on_cached_features(name):
+    images, encoder, X, y = _images_and_encoder()
+    cached = FACTORIES[name](standardize=False, epochs=3).fit(X, y)
+    streamed = FACTORIES[name](standardize=False, epochs=3).fit_encoder(encoder, images, y)
+    assert np.allclose(streamed.decision_function(X), cached.decision_function(X), atol=1e-4)
+    assert np.allclose(streamed.loss_curve_, cached.loss_curve_, atol=1e-5)
+    assert streamed.n_features_in_ == 10 and np.array_equal(streamed.predict(X), cached.predict(X))
+
+
+def test_fit_encoder_augments_every_batch():
+    images, encoder, _, y = _images_and_encoder()
+    calls = []
+
+    def augment(batch, generator):
+        assert isinstance(generator, torch.Generator)
+        calls.append(len(batch))
+        return batch + 0.01 * torch.randn(batch.shape, generator=generator)
+
+    est = NMTune(standardize=False, epochs=2, batch_size=64).fit_encoder(encoder, images, y, augment=augment)
+    assert calls == [64, 64, 22] * 2
+    calls.clear()
+    est.fit_encoder(encoder, images, y, augment=augment, batch_size=32)
+    assert calls == [32, 32, 32, 32, 22] * 2
+
+
+def test_fit_encoder_needs_raw_features():
+    images, encoder, _, y = _images_and_encoder()
+    with pytest.raises(ValueError, match="standardize=False"):
+        NMTune().fit_encoder(encoder, images, y)
+    with pytest.raises(ValueError, match="one label per image"):
+        NMTune(standardize=False).fit_encoder(encoder, images, y[:-1])
