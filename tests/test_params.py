@@ -98,9 +98,9 @@ def test_missing_dataset_path_fails_before_running(tmp_path):
 
 
 def test_overrides_parse_yaml_values():
-    raw = apply_overrides(_cpu_raw(), ["pretrain.supervised.seeds=[3, 4]", "spectral.probe.lr=0.5"])
+    raw = apply_overrides(_cpu_raw(), ["pretrain.supervised.seeds=[0, 4]", "spectral.probe.lr=0.5"])
     params = validate_params(raw)
-    assert params.pretrain.supervised.seeds == [3, 4]
+    assert params.pretrain.supervised.seeds == [0, 4]
     assert params.spectral.probe.lr == 0.5
 
 
@@ -129,3 +129,34 @@ def test_section_lookup():
     assert params.section("pretrain") is params.pretrain
     with pytest.raises(KeyError, match="no params section"):
         params.section("profile")
+
+
+def test_nmtune_section_refers_to_what_01_and_02_provide():
+    raw = _cpu_raw()
+    raw["nmtune"]["ablation"]["checkpoints"]["noise_ratios"] = [0.0, 0.15]
+    raw["nmtune"]["runtime"]["task"] = "uci-digitz"
+    raw["nmtune"]["real_models"]["encoders"] = ["efficientnet-lite0", "resnet-9000"]
+    raw["nmtune"]["real_models"]["image_size"] = {"opennsfw2": 224}
+    msg = _error(raw)
+    assert "nmtune.ablation.checkpoints.noise_ratios: [0.15] not trained by pretrain.supervised.noise_ratios" in msg
+    assert "nmtune.runtime.task: 'uci-digitz' is not a training domain" in msg
+    assert "nmtune.real_models.encoders[1]: unknown encoder 'resnet-9000'" in msg
+    assert "nmtune.real_models.image_size: ['opennsfw2'] are not in nmtune.real_models.encoders" in msg
+
+
+def test_nmtune_tuner_settings_are_validated():
+    raw = _cpu_raw()
+    raw["nmtune"]["tuner"] = {"preset": "fancy", "epochs": 0}
+    raw["nmtune"]["methods"] = ["lp", "svm"]
+    raw["nmtune"]["ablation"]["loss_weights"] = [[1.0, -0.1, 0.0]]
+    msg = _error(raw)
+    assert "nmtune.tuner.preset" in msg and "'paper' or 'official'" in msg
+    assert "nmtune.tuner.epochs" in msg
+    assert "nmtune.methods[1]" in msg
+    assert "nmtune.ablation.loss_weights[0][1]" in msg
+
+
+def test_disabled_track_cannot_be_tuned():
+    raw = _cpu_raw()
+    raw["pretrain"]["contrastive"]["enabled"] = False
+    assert "nmtune.checkpoints.tracks: track 'contrastive' is disabled" in _error(raw)

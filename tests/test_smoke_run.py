@@ -18,13 +18,20 @@ def test_smoke_profile_runs_every_notebook(tmp_path):
         errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
         assert not errors, f"{nb.path.name}: {errors[:1]}"
     for name in ["01_training_curves.png", "01_table3_pretrain_accuracy.csv", "02_fig1_id_ood_vs_gamma.png",
-                 "02_fig3_sve_lsvr.png", "02_spectra_id.png", "02_per_task_id.png", "params.resolved.yaml"]:
+                 "02_fig3_sve_lsvr.png", "02_spectra_id.png", "02_per_task_id.png", "params.resolved.yaml",
+                 "03_fig5_tuners_vs_gamma.png", "03_table2_real_models.csv", "03_tables15_16_ablation.png",
+                 "03_fig15_16_noisy_downstream.png", "03_table14_runtime.csv"]:
         assert (out / name).is_file(), name
     results = pd.read_csv(out / "02_results.csv")
     assert set(results["kind"]) == {"ID", "OOD"} and results["acc"].between(0, 1).all()
     claims = pd.read_csv(out / "02_claims_C1-C3.csv")
     assert {"C1", "C2", "C3a", "C3b", "C3c"} <= set(claims["claim"])
+    tuned = pd.read_csv(out / "03_results.csv")
+    assert set(tuned["method"]) == {"LP", "MLP", "NMTune"} and tuned["acc"].between(0, 1).all()
+    assert set(pd.read_csv(out / "03_table2_real_models.csv")["encoder"]) == {"efficientnet-lite0", "opennsfw"}
+    assert {"C4a", "C4b", "C4c", "C5a", "C5b"} <= set(pd.read_csv(out / "03_claims_C4-C5.csv")["claim"])
     # same seed, same numbers: a second run reuses every cache and reproduces the table exactly
     again = tmp_path / "again"
-    assert main(["run", "--profile", "smoke", "--only", "02", "--output-dir", str(again)]) == 0
+    assert main(["run", "--profile", "smoke", "--only", "02,03", "--output-dir", str(again)]) == 0
     pd.testing.assert_frame_equal(results, pd.read_csv(again / "02_results.csv"))
+    pd.testing.assert_frame_equal(tuned, pd.read_csv(again / "03_results.csv"))

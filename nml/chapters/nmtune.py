@@ -28,7 +28,7 @@ from nml.locations import features_dir
 from nml.metrics import accuracy, lsvr, macro_f1, singular_values, sve
 from nml.models import resolve_device
 from nml.params import CheckpointSelection, Params, TunerConfig
-from nml.pretrain import Checkpoint
+from nml.pretrain import Checkpoint, take
 
 log = logging.getLogger("nml.chapters.nmtune")
 
@@ -156,7 +156,7 @@ def subsample(data: DownstreamData, max_train_per_class: int | None, max_test_pe
         idx = _cap_per_class(np.arange(len(v.y)), v.y, cap, seed)
         x = v.x[torch.from_numpy(idx)] if isinstance(v.x, torch.Tensor) else torch.utils.data.Subset(v.x, idx.tolist())
         splits[(domain, split)] = Split(domain, split, x, v.y[idx], stable_hash({"of": v.data_id, "idx": array_id(idx)}, length=24))
-    return DownstreamData(splits, data.transform)
+    return DownstreamData(splits, data.transform, data.mean, data.std)
 
 
 # --------------------------------------------------------------------------------------------
@@ -200,9 +200,15 @@ def fit_and_score(job: Job) -> list[dict]:
 
 
 def _run_in_worker(job: Job) -> list[dict]:
-    # two fits side by side on two cores beat one fit on two threads for these small heads
+    # Every fit runs on one CPU thread, in a worker or not: two fits side by side on two cores
+    # beat one fit on two threads for these small heads, and the float summation order (so every
+    # number) does not depend on n_jobs.
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    return fit_and_score(job)
+    try:
+        return fit_and_score(job)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _result_path(key: str) -> Path:
@@ -237,7 +243,7 @@ def run_jobs(jobs: list[Job], n_jobs: int = 1, desc: str = "fits") -> pd.DataFra
             done(i, rows)
     else:
         for i in tqdm(todo, desc=desc, disable=not todo):
-            done(i, fit_and_score(jobs[i]))
+            done(i, _run_in_worker(jobs[i]))
     if todo:
         log.info("%s: cached %d fit results in %s", desc, len(todo), _result_path("x").parent)
     return pd.DataFrame([row for i in range(len(jobs)) for row in results[i]])
@@ -336,6 +342,11 @@ def real_model_data(data: DownstreamData, params: Params) -> DownstreamData:
     return subsample(data, r.max_train_per_class, r.max_test_per_class, params.spectral.split_seed)
 
 
+def _encoder_options(name: str, data: DownstreamData, params: Params) -> dict:
+    sizes = params.nmtune.real_models.image_size
+    return {"source_mean": data.mean, "source_std": data.std, **({"image_size": sizes[name]} if name in sizes else {})}
+
+
 def tune_real_models(data: DownstreamData, params: Params) -> pd.DataFrame:
     """Table 2 analog: published encoders as black boxes; spread over tuner seeds."""
     from nml.encoders import create_encoder
@@ -346,8 +357,7 @@ def tune_real_models(data: DownstreamData, params: Params) -> pd.DataFrame:
     methods = main_methods(params, r.tuner)
     jobs = []
     for name in r.encoders:
-        options = {"image_size": r.image_size[name]} if name in r.image_size else {}
-        encoder = create_encoder(name, **options)
+        encoder = create_encoder(name, **_encoder_options(name, data, params))
         transform = f"{small.transform}+{getattr(encoder, 'transform_id', name)}"
         feats = feature_table(encoder, small, params, task_list, transform=transform, desc=name)
         jobs += jobs_for(feats, small, task_list, methods, r.seeds, {"encoder": name, "feature_dim": next(iter(feats.values())).shape[1]})
@@ -410,7 +420,7 @@ def runtime(checkpoints: list[Checkpoint], data: DownstreamData, params: Params)
     idx = np.arange(len(split.y))
     if rt.max_train is not None and rt.max_train < len(idx):
         idx = np.sort(np.random.default_rng(params.spectral.split_seed).permutation(idx)[: rt.max_train])
-    images, y = split.x[torch.from_numpy(idx)], split.y[idx]
+    images, y = take(split.x, torch.from_numpy(idx)), split.y[idx]
     methods = main_methods(params)
     frames = []
     for name in rt.encoders:
@@ -418,8 +428,7 @@ def runtime(checkpoints: list[Checkpoint], data: DownstreamData, params: Params)
             clean = [ck for ck in checkpoints if ck.spec.track == "supervised" and ck.spec.noise_ratio == 0.0]
             encoder, label = clean[0].backbone.cpu().eval(), f"checkpoint ({params.pretrain.model})"
         else:
-            options = {"image_size": params.nmtune.real_models.image_size[name]} if name in params.nmtune.real_models.image_size else {}
-            encoder, label = create_encoder(name, **options), name
+            encoder, label = create_encoder(name, **_encoder_options(name, data, params)), name
         frames.append(measure_runtime(encoder, images, y, methods, epochs=rt.epochs, augment=rt.augment, label=label))
     return pd.concat(frames, ignore_index=True)
 

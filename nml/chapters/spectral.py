@@ -48,6 +48,10 @@ class DownstreamData:
 
     splits: dict[tuple[str, str], Split]
     transform: str
+    # the mean / std the image tensors are normalised with (None: 1-channel images in [-1, 1]);
+    # other encoders undo it before applying their own preprocessing
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
     def get(self, domain: str, split: str) -> Split:
         return self.splits[(domain, split)]
@@ -107,8 +111,14 @@ def load_downstream_data(params: Params, heldout_train_indices: np.ndarray | Non
                 splits[(name, "test")] = _split(name, shifted.images, shifted.labels, size, "test")
         else:
             splits.update(_paper_splits(name, params))
-    transform = gray_transform_id(size) if all(isinstance(v.x, torch.Tensor) for v in splits.values()) else f"timm-eval-{size}"
-    return DownstreamData(splits, transform)
+    if all(isinstance(v.x, torch.Tensor) for v in splits.values()):
+        return DownstreamData(splits, gray_transform_id(size))
+    from timm.data import resolve_data_config
+
+    from nml.models import create_backbone
+
+    cfg = resolve_data_config({"input_size": (3, size, size)}, model=create_backbone(params.pretrain.model))
+    return DownstreamData(splits, f"timm-eval-{size}", tuple(cfg["mean"]), tuple(cfg["std"]))
 
 
 def _paper_splits(name: str, params: Params) -> dict[tuple[str, str], Split]:
