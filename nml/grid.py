@@ -71,7 +71,7 @@ def _describe_03(params: Params) -> list[str]:
     a = n.ablation
     if a.enabled:
         lines.append(f"ablation: {len(selected_checkpoints(params, a.checkpoints))} checkpoints x "
-                     f"{len(a.depths) * len(a.activations)} heads + {len(a.loss_weights)} loss weightings")
+                     f"{len(a.heads)} heads + {len(a.loss_weights)} loss weightings")
     d = n.noisy_downstream
     if d.enabled:
         lines.append(f"noisy downstream: {d.noise_kind} {_pct(d.noise_ratios)} x "

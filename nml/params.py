@@ -188,8 +188,9 @@ class AblationConfig(_Section):
 
     enabled: bool = True
     checkpoints: CheckpointSelection
-    depths: list[Annotated[int, Field(ge=1)]] = [2, 3, 4]
-    activations: list[Literal["relu", "gelu", "none"]] = ["relu", "none"]
+    heads: list[tuple[Annotated[int, Field(ge=1)], Literal["relu", "gelu", "none"]]] = Field(
+        default=[(2, "relu"), (2, "none"), (3, "relu"), (4, "relu")], min_length=1,
+        description="[depth, activation] of the NMTune head; the paper's Table 15 rows by default")
     loss_weights: list[tuple[NonNegativeFloat, NonNegativeFloat, NonNegativeFloat]] = Field(
         min_length=1, description="[consistency, covariance, dominant_sv] triples")
 

@@ -35,7 +35,11 @@ def test_methods_follow_the_params(cpu_params):
 def test_ablation_covers_both_tables_and_the_other_preset(cpu_params):
     a = cpu_params.nmtune.ablation
     methods = nmtune.ablation_methods(cpu_params)
-    assert len(methods) == len(a.depths) * len(a.activations) + len(a.loss_weights) + 1
+    assert len(methods) == len(a.heads) + len(a.loss_weights) + 1
+    # rows that repeat the main configuration share its cache key: computed once
+    main = nmtune.main_methods(cpu_params)[2]
+    repeats = [m for m in methods if m.kwargs == main.kwargs]
+    assert [m.label for m in repeats] == ["head depth 2, relu", "weights 1/0.04/0.001"]
     assert methods[-1].label == "paper preset" and dict(methods[-1].kwargs)["preset"] == "paper"
     off = [m for m in methods if m.label == "weights 0/0/0"][0]
     assert dict(off.kwargs)["w_consistency"] == 0 and dict(off.kwargs)["w_dominant_sv"] == 0
@@ -154,3 +158,14 @@ def test_summary_means_over_tasks_then_seeds():
     s = nmtune.summary(rows, ["method"]).iloc[0]
     assert s["acc_mean"] == pytest.approx(0.75) and s["acc_std"] == pytest.approx(np.std([0.6, 0.9], ddof=1))
     assert s["seeds"] == 2
+
+
+def test_one_fit_serves_two_sections_with_their_own_labels(nml_home):
+    (job,) = _jobs(_fast_methods()[:1])
+    twin = nmtune.Job({**job.meta, "downstream_noise": 0.0}, job.method.with_kwargs("LP again"), job.seed,
+                      job.x_train, job.y_train, job.tests)
+    assert twin.key() == job.key()
+    rows = nmtune.run_jobs([job, twin])
+    assert list(rows["method"]) == ["LP", "LP", "LP again", "LP again"]
+    assert rows["downstream_noise"].isna().tolist() == [True, True, False, False]
+    assert rows.loc[0, "acc"] == rows.loc[2, "acc"]

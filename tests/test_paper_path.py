@@ -47,7 +47,7 @@ def paper_params(tmp_path, nml_home_with_assets):
     # timm weights cannot be downloaded here: the packaged encoder stands in for the Table 2 backbones
     n["real_models"].update(encoders=["efficientnet-lite0"], image_size={"efficientnet-lite0": 32}, seeds=[0])
     small = {"tracks": ["supervised"], "noise_ratios": [0.0, 0.2], "seeds": [0]}
-    n["ablation"].update(checkpoints=small, depths=[2], activations=["relu"], loss_weights=[[0.01, 0.01, 0.01]])
+    n["ablation"].update(checkpoints=small, heads=[[3, "relu"]], loss_weights=[[0.0, 0.01, 0.01]])
     n["noisy_downstream"].update(checkpoints=small, noise_ratios=[0.0, 0.25])
     n["runtime"].update(task="domainnet-real", epochs=1, max_train=6)
     path = tmp_path / "paper-tiny.yaml"

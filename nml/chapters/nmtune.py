@@ -56,7 +56,19 @@ class Method:
         return make_tuner(self.tuner, **{**dict(self.kwargs), **overrides}, seed=seed)
 
     def with_kwargs(self, label: str | None = None, **kwargs: Any) -> Method:
-        return replace(self, label=label or self.label, kwargs=tuple(sorted({**dict(self.kwargs), **kwargs}.items())))
+        merged = {**dict(self.kwargs), **kwargs}
+        return replace(self, label=label or self.label, kwargs=_items(_canonical(self.tuner, merged)))
+
+
+def _canonical(tuner: str, kwargs: dict) -> dict:
+    """NMTune settings equal to the preset's are dropped, so an ablation row that repeats the main
+    configuration has the same cache key as the main fit and is not computed twice."""
+    if tuner != "nmtune":
+        return kwargs
+    from nml.tuners import NMTUNE_PRESETS
+
+    preset = NMTUNE_PRESETS[kwargs.get("preset", "paper")]
+    return {k: v for k, v in kwargs.items() if k not in preset or preset[k] != v}
 
 
 def _items(d: dict) -> tuple[tuple[str, Any], ...]:
@@ -80,7 +92,7 @@ def mlp_method(cfg: TunerConfig) -> Method:
 
 
 def nmtune_method(cfg: TunerConfig) -> Method:
-    return Method("NMTune", "nmtune", _items({"preset": cfg.preset, **cfg.kwargs()}))
+    return Method("NMTune", "nmtune", _items(_canonical("nmtune", {"preset": cfg.preset, **cfg.kwargs()})))
 
 
 def method_by_name(params: Params, name: str, cfg: TunerConfig | None = None) -> Method:
@@ -246,7 +258,10 @@ def run_jobs(jobs: list[Job], n_jobs: int = 1, desc: str = "fits") -> pd.DataFra
             done(i, _run_in_worker(jobs[i]))
     if todo:
         log.info("%s: cached %d fit results in %s", desc, len(todo), _result_path("x").parent)
-    return pd.DataFrame([row for i in range(len(jobs)) for row in results[i]])
+    # A fit's result depends only on its key (data, method settings, seed); who asked for it (meta,
+    # label) is applied here, so identical fits requested by two sections are computed once.
+    return pd.DataFrame([{**row, **jobs[i].meta, "method": jobs[i].method.label}
+                         for i in range(len(jobs)) for row in results[i]])
 
 
 def jobs_for(feats: dict[tuple[str, str], np.ndarray], data: DownstreamData, task_list: list[Task],
@@ -295,10 +310,7 @@ def ablation_methods(params: Params) -> list[Method]:
     """Table 15 (head depth × activation) and Table 16 (each loss weight on or off) as methods."""
     a, cfg = params.nmtune.ablation, params.nmtune.tuner
     base = nmtune_method(cfg)
-    out = []
-    for depth in a.depths:
-        for act in a.activations:
-            out.append(base.with_kwargs(f"head depth {depth}, {act}", depth=depth, activation=act))
+    out = [base.with_kwargs(f"head depth {depth}, {act}", depth=depth, activation=act) for depth, act in a.heads]
     for w in a.loss_weights:
         out.append(base.with_kwargs(f"weights {w[0]:g}/{w[1]:g}/{w[2]:g}", w_consistency=w[0], w_covariance=w[1], w_dominant_sv=w[2]))
     other = "paper" if cfg.preset == "official" else "official"
