@@ -121,8 +121,8 @@ def missing_models(params) -> dict[str, str]:
     # Pre-training starts from random weights, so notebooks 01-02 need no checkpoint; chapter
     # 03's published encoders are packaged assets (cpu) or timm weights (paper).
     from nml import assets
-    from nml.assets.paper import TimmModel
-    from nml.encoders import ENCODER_ASSETS
+    from nml.assets.paper import HFModel, TimmModel
+    from nml.encoders import ENCODER_ASSETS, HF_PREFIX
 
     out: dict[str, str] = {}
     section = getattr(params, "nmtune", None)
@@ -130,7 +130,15 @@ def missing_models(params) -> dict[str, str]:
         return out
     names = list(section.real_models.encoders) if section.real_models.enabled else []
     names += [e for e in section.runtime.encoders if e != "checkpoint"] if section.runtime.enabled else []
+    turn = getattr(params, "turn", None)
+    if turn is not None and turn.enabled:
+        names += [b.name for b in turn.backbones if b.name != "checkpoint"]
     for name in dict.fromkeys(names):
+        if name.startswith(HF_PREFIX):
+            problems = HFModel(name[len(HF_PREFIX):]).check()
+            if problems:
+                out[name] = "; ".join(problems)
+            continue
         if name in ENCODER_ASSETS:
             bad = [a for a in ENCODER_ASSETS[name] if not assets.verify(a).ok]
             if bad:

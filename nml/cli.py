@@ -81,7 +81,7 @@ def _cmd_assets(args: argparse.Namespace) -> int:
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    from nml.bench import BENCH_ENCODERS
+    from nml.bench import BENCH_ENCODERS, TURN_BENCH_BACKBONES
 
     bench = sub.add_parser("bench", help="measure speed ratios on this machine")
     what = bench.add_subparsers(dest="what", required=True)
@@ -93,9 +93,18 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     nm.add_argument("--image-size", type=int, default=128, help="input size of efficientnet-lite0, default 128")
     nm.add_argument("--preset", choices=("official", "paper"), default="official")
     nm.add_argument("--csv", metavar="FILE", help="also write the measured table here")
+    tu = what.add_parser("turn", help="TURN vs DivideMix-LP and UNICON-LP at equal epochs, on the same data")
+    tu.add_argument("--backbone", action="append", choices=TURN_BENCH_BACKBONES, metavar="NAME",
+                    help=f"repeatable; one of {list(TURN_BENCH_BACKBONES)} (the default)")
+    tu.add_argument("--n", type=int, default=1000, help="training images (MNIST-5k digits), default 1000")
+    tu.add_argument("--epochs", type=int, default=5, help="FFT epochs of TURN = epochs of the LP baselines, default 5")
+    tu.add_argument("--image-size", type=int, default=48, help="input size of efficientnet-lite0, default 48")
+    tu.add_argument("--csv", metavar="FILE", help="also write the measured table here")
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "turn":
+        return _cmd_bench_turn(args)
     from nml.bench import bench_nmtune, format_report
 
     for name, value in (("--n", args.n), ("--online-epochs", args.online_epochs), ("--image-size", args.image_size)):
@@ -105,6 +114,25 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     table = bench_nmtune(encoders, n=args.n, online_epochs=args.online_epochs, preset=args.preset,
                          image_size=args.image_size)
     print(format_report(table))
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+    return 0
+
+
+def _cmd_bench_turn(args: argparse.Namespace) -> int:
+    from nml.bench import TURN_BENCH_BACKBONES, bench_turn, format_turn_report
+
+    for name, value in (("--n", args.n), ("--epochs", args.epochs), ("--image-size", args.image_size)):
+        if value <= 0:
+            raise ParamsError(f"{name} must be a positive integer, got {value}")
+    if args.epochs < 2:
+        raise ParamsError(f"--epochs must be at least 2 (DivideMix / UNICON: 1 warm-up + 1 semi-supervised epoch), got {args.epochs}")
+    if args.n < 20:
+        raise ParamsError(f"--n must be at least 20 (two per class), got {args.n}")
+    table = bench_turn(args.backbone or list(TURN_BENCH_BACKBONES), n=args.n, epochs=args.epochs,
+                       image_size=args.image_size)
+    print(format_turn_report(table))
     if args.csv:
         table.to_csv(args.csv, index=False)
         print(f"wrote {args.csv}")

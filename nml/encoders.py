@@ -180,6 +180,49 @@ class TimmEncoder(torch.nn.Module):
         return f"timm-{self.name}-{self.image_size}px"
 
 
+class HFImageEncoder(torch.nn.Module):
+    """A Hugging Face ``transformers`` vision model (e.g. ``facebook/vit-msn-base``): the [CLS]
+    token of its last hidden layer, a trainable module (for fine-tuning) like ``TimmEncoder``.
+
+    ``repo_id`` is a hub name (read from the local Hugging Face cache: nml never downloads) or a
+    local folder written by ``save_pretrained``. Input is resized to the model's image size and
+    normalised with its image processor's mean / std (0.5 when it has no processor file).
+    """
+
+    def __init__(self, repo_id: str, *, source_mean=None, source_std=None):
+        super().__init__()
+        from transformers import AutoConfig, AutoModel
+
+        config = AutoConfig.from_pretrained(repo_id)
+        # an unused pooler (ViTModel has one, ViTMSNModel not) only costs parameters without gradient
+        self.net = AutoModel.from_pretrained(repo_id, config=config).eval()
+        self.image_size = int(getattr(config, "image_size", 224))
+        self.mean, self.std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+        try:
+            from transformers import AutoImageProcessor
+
+            processor = AutoImageProcessor.from_pretrained(repo_id)
+            self.mean, self.std = tuple(processor.image_mean), tuple(processor.image_std)
+        except (OSError, ValueError, AttributeError):
+            log.info("%s has no image processor file: normalising with mean = std = 0.5", repo_id)
+        self.source_mean, self.source_std = source_mean, source_std
+        self.dim = int(config.hidden_size)
+        self.repo_id = repo_id
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = _resize(to_rgb_unit(images, self.source_mean, self.source_std), self.image_size)
+        m = torch.tensor(self.mean).view(1, 3, 1, 1)
+        s = torch.tensor(self.std).view(1, 3, 1, 1)
+        return self.net(pixel_values=(x - m) / s).last_hidden_state[:, 0]
+
+    @property
+    def transform_id(self) -> str:
+        return f"hf-{self.repo_id.replace('/', '_')}-{self.image_size}px"
+
+
+HF_PREFIX = "hf:"
+
+
 class CallableEncoder:
     """Any function from an image batch to features, e.g. a remote embedding API.
 
@@ -224,11 +267,14 @@ def check_encoder_name(name: str) -> str:
     """Accept a registered encoder or a timm model name; raise KeyError naming the choices."""
     if name in ENCODERS:
         return name
+    if name.startswith(HF_PREFIX) and len(name) > len(HF_PREFIX):
+        return name
     import timm
 
     if timm.is_model(name):
         return name
-    raise KeyError(f"unknown encoder {name!r}: expected one of {sorted(ENCODERS)} or a timm model name")
+    raise KeyError(f"unknown encoder {name!r}: expected one of {sorted(ENCODERS)}, a timm model name or "
+                   f"'{HF_PREFIX}<hub name or folder>' (a transformers vision model)")
 
 
 def create_encoder(name: str, **options: Any) -> Any:
@@ -240,6 +286,8 @@ def create_encoder(name: str, **options: Any) -> Any:
     check_encoder_name(name)
     if name in ENCODERS:
         encoder = ENCODERS[name][1](**options)
+    elif name.startswith(HF_PREFIX):
+        encoder = HFImageEncoder(name[len(HF_PREFIX):], **{k: v for k, v in options.items() if k in ("source_mean", "source_std")})
     else:
         encoder = TimmEncoder(name, **{k: v for k, v in options.items() if k in ("pretrained", "source_mean", "source_std")})
     log.info("created encoder %s", name)

@@ -230,6 +230,155 @@ class NMTuneSection(_Section):
     runtime: RuntimeConfig
 
 
+NoiseKind = Literal["symmetric", "uniform", "asymmetric", "instance"]
+NOISY_LABEL_METHODS = ("ce-fft", "gce-fft", "elr-fft", "ce-lp", "gce-lp", "elr-lp", "dividemix-lp", "unicon-lp", "turn")
+NoisyLabelMethod = Literal["ce-fft", "gce-fft", "elr-fft", "ce-lp", "gce-lp", "elr-lp", "dividemix-lp", "unicon-lp", "turn"]
+
+
+class LabelNoise(_Section):
+    """One downstream label-noise setting of chapter 04.
+
+    ``symmetric`` flips an exact fraction to another class (NMTune); ``uniform`` re-draws a
+    fraction over all classes, so it can keep the true label (DivideMix / TURN style);
+    ``asymmetric`` moves a fraction of each class to the next class of its group
+    (``turn.asymmetric_groups``); ``instance`` is Xia et al.'s instance-dependent noise.
+    """
+
+    kind: NoiseKind
+    ratio: NoiseRatio
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.ratio:g}"
+
+
+class TurnBackbone(_Section):
+    """A pre-trained backbone of chapter 04 and, where it needs them, its own LP / FFT settings."""
+
+    name: str = Field(description="'checkpoint' (01's clean supervised checkpoint), an nml encoder or a timm name")
+    image_size: PositiveInt | None = Field(default=None, description="input size where the encoder's is settable")
+    lp: OptimConfig | None = Field(default=None, description="null = turn.lp")
+    fft: OptimConfig | None = Field(default=None, description="null = turn.fft")
+
+
+class TurnMethodConfig(_Section):
+    """TURN's own hyper-parameters (SPEC §2)."""
+
+    epochs_lp: PositiveInt = 20
+    epochs_fft: PositiveInt = 4
+    q: Annotated[float, Field(gt=0.0, le=1.0)] = 0.7
+    tau: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.6
+
+
+class ELRConfig(_Section):
+    lam: NonNegativeFloat = Field(default=3.0, description="weight of the ELR term (ELR paper: 3 for 10 classes, 7 for 100)")
+    beta: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.7
+
+
+class TwoNetworksConfig(_Section):
+    """DivideMix-LP and UNICON-LP: views, warm-up and semi-supervised weights."""
+
+    views: Annotated[int, Field(ge=1)] = Field(default=4, description="feature views per sample: 1 clean + (views-1) augmented, extracted once")
+    warmup_epochs: Annotated[int, Field(ge=1)] = 5
+    batch_size: PositiveInt = 64
+    lambda_u: NonNegativeFloat = 25.0
+    p_threshold: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
+    lambda_c: NonNegativeFloat = 0.025
+
+
+class AugmentConfig(_Section):
+    crop_pad: Annotated[int, Field(ge=0)] | None = Field(default=None, description="random translation in px (null: side/16)")
+    flip: bool = True
+
+
+class ComponentsConfig(_Section):
+    """Table 4 analog: TURN with / without LP and with cleansing none / once / every epoch."""
+
+    enabled: bool = True
+    backbones: list[str] = Field(min_length=1)
+    noise: list[LabelNoise] = Field(min_length=1)
+
+
+class SensitivityConfig(_Section):
+    """Fig. 3 analog: TURN's accuracy as E_LP, E_FFT and τ vary (one at a time)."""
+
+    enabled: bool = True
+    backbone: str
+    noise: LabelNoise
+    epochs_lp: list[PositiveInt] = Field(min_length=1)
+    epochs_fft: list[PositiveInt] = Field(min_length=1)
+    tau: list[Annotated[float, Field(ge=0.0, lt=1.0)]] = Field(min_length=1)
+
+
+class PurityConfig(_Section):
+    """Table 9 analog: size / purity of the selected subset vs τ; TURN vs confident learning as detectors."""
+
+    enabled: bool = True
+    backbone: str
+    noise: list[LabelNoise] = Field(min_length=1)
+    tau: list[Annotated[float, Field(ge=0.0, lt=1.0)]] = Field(min_length=1)
+    cv_folds: Annotated[int, Field(ge=2)] = 5
+
+
+class TSNEConfig(_Section):
+    """Fig. 2 analog: t-SNE of test features before and after CE full fine-tuning."""
+
+    enabled: bool = True
+    backbones: list[str] = Field(min_length=1)
+    noise: list[LabelNoise] = Field(min_length=1)
+    n_points: PositiveInt = 600
+    perplexity: PositiveFloat = 30.0
+
+
+class TurnSection(_Section):
+    """Notebook 04: fine-tuning on noisy downstream labels — TURN vs the baselines."""
+
+    enabled: bool = True
+    dataset: str = Field(description="downstream set with train and test splits")
+    max_train_per_class: PositiveInt | None = None
+    max_test_per_class: PositiveInt | None = None
+    backbones: list[TurnBackbone] = Field(min_length=1)
+    checkpoint_seed: int = 0
+    noise: list[LabelNoise] = Field(min_length=1, description="Table 2's noise settings")
+    mild_noise: LabelNoise | None = Field(default=None, description="a light setting for the 'FFT better under mild noise' claim")
+    asymmetric_groups: list[list[Annotated[int, Field(ge=0)]]] | Literal["cifar100-superclasses"] | None = Field(
+        default=None, description="classes flip to the next class of their group; null: c -> c+1")
+    methods: list[NoisyLabelMethod] = Field(min_length=1)
+    seeds: list[int] = Field(min_length=1)
+    n_jobs: PositiveInt = 1
+    lp: OptimConfig
+    fft: OptimConfig
+    augment: AugmentConfig = AugmentConfig()
+    gce_q: Annotated[float, Field(gt=0.0, le=1.0)] = 0.7
+    elr: ELRConfig = ELRConfig()
+    turn: TurnMethodConfig = TurnMethodConfig()
+    two_networks: TwoNetworksConfig = TwoNetworksConfig()
+    components: ComponentsConfig
+    sensitivity: SensitivityConfig
+    purity: PurityConfig
+    tsne: TSNEConfig
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TurnSection:
+        names = [b.name for b in self.backbones]
+        if len(set(names)) != len(names):
+            raise ValueError(f"turn.backbones: names repeat: {names}")
+        problems = []
+        for key, used in (("components.backbones", self.components.backbones), ("tsne.backbones", self.tsne.backbones),
+                          ("sensitivity.backbone", [self.sensitivity.backbone]), ("purity.backbone", [self.purity.backbone])):
+            extra = [u for u in used if u not in names]
+            if extra:
+                problems.append(f"turn.{key}: {extra} not in turn.backbones {names}")
+        if self.two_networks.warmup_epochs >= self.lp.epochs:
+            problems.append(f"turn.two_networks.warmup_epochs ({self.two_networks.warmup_epochs}) must be < turn.lp.epochs ({self.lp.epochs})")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def backbone(self, name: str) -> TurnBackbone:
+        return next(b for b in self.backbones if b.name == name)
+
+
 class Params(_Section):
     """A whole params file."""
 
@@ -241,6 +390,7 @@ class Params(_Section):
     pretrain: PretrainSection
     spectral: SpectralSection
     nmtune: NMTuneSection
+    turn: TurnSection | None = None
 
     @model_validator(mode="after")
     def _names_are_known(self) -> Params:
@@ -258,6 +408,7 @@ class Params(_Section):
             except KeyError as err:
                 problems.append(f"{key}: {err.args[0]}")
         problems += self._nmtune_problems()
+        problems += self._turn_problems()
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -298,6 +449,29 @@ class Params(_Section):
                     problems.append(f"nmtune.runtime.encoders[{i}]: {err.args[0]} (or 'checkpoint')")
         return problems
 
+    def _turn_problems(self) -> list[str]:
+        """04 reads 01's clean checkpoint: 'checkpoint' needs γ = 0 and the seed trained in 01."""
+        from nml.encoders import check_encoder_name
+
+        t, problems = self.turn, []
+        if t is None:
+            return problems
+        for i, b in enumerate(t.backbones):
+            if b.name == "checkpoint":
+                sup = self.pretrain.supervised
+                if 0.0 not in sup.noise_ratios or t.checkpoint_seed not in sup.seeds:
+                    problems.append(f"turn.backbones[{i}]: 'checkpoint' needs pretrain.supervised to train gamma 0 "
+                                    f"with seed turn.checkpoint_seed={t.checkpoint_seed}")
+                continue
+            try:
+                check_encoder_name(b.name)
+            except KeyError as err:
+                problems.append(f"turn.backbones[{i}].name: {err.args[0]} (or 'checkpoint')")
+                continue
+            if b.name == "opennsfw":
+                problems.append(f"turn.backbones[{i}].name: 'opennsfw' is an ONNX black box; fine-tuning needs a torch module")
+        return problems
+
     def dataset_references(self) -> list[tuple[str, str]]:
         """Every (dotted key, dataset name) the file refers to."""
         refs = [("pretrain.dataset", self.pretrain.dataset)]
@@ -307,6 +481,8 @@ class Params(_Section):
         for i, pair in enumerate(self.spectral.ood):
             refs.append((f"spectral.ood[{i}].train", pair.train))
             refs += [(f"spectral.ood[{i}].test[{j}]", n) for j, n in enumerate(pair.test)]
+        if self.turn is not None:
+            refs.append(("turn.dataset", self.turn.dataset))
         return refs
 
     def missing_datasets(self) -> dict[str, list[str]]:

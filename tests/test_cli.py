@@ -53,3 +53,21 @@ def test_bench_nmtune_prints_both_ratios(capsys, tmp_path):
 def test_bench_rejects_bad_sizes(capsys):
     assert main(["bench", "nmtune", "--n", "0"]) == 2
     assert "--n must be a positive integer" in capsys.readouterr().err
+
+
+def test_bench_turn_prints_ratios_for_both_ways(capsys, tmp_path):
+    csv = tmp_path / "turn.csv"
+    assert main(["bench", "turn", "--n", "60", "--epochs", "2", "--image-size", "32", "--csv", str(csv)]) == 0
+    out = capsys.readouterr().out
+    assert "TURN / this" in out and "0.12x of UNICON" in out
+    import pandas as pd
+
+    table = pd.read_csv(csv)
+    assert set(table["method"]) == {"turn", "dividemix-lp", "unicon-lp"} and len(table) == 5
+    assert (table["seconds"] > 0).all()
+    turn_s = table.loc[table["method"] == "turn", "seconds"].iloc[0]
+    assert (table["turn_over_this"] - turn_s / table["seconds"]).abs().max() < 1e-12
+    assert main(["bench", "turn", "--n", "5"]) == 2
+    assert "--n must be at least 20" in capsys.readouterr().err
+    assert main(["bench", "turn", "--epochs", "1"]) == 2
+    assert "--epochs must be at least 2" in capsys.readouterr().err

@@ -30,8 +30,18 @@ def test_smoke_profile_runs_every_notebook(tmp_path):
     assert set(tuned["method"]) == {"LP", "MLP", "NMTune"} and tuned["acc"].between(0, 1).all()
     assert set(pd.read_csv(out / "03_table2_real_models.csv")["encoder"]) == {"efficientnet-lite0", "opennsfw"}
     assert {"C4a", "C4b", "C4c", "C5a", "C5b"} <= set(pd.read_csv(out / "03_claims_C4-C5.csv")["claim"])
+    for name in ["04_table2_best_last.png", "04_fig3_time_vs_accuracy.png", "04_fig3_sensitivity.png",
+                 "04_table9_purity.png", "04_fig2_tsne.png", "04_noise_transitions.png", "04_table1_cost.csv",
+                 "04_table4_components.csv", "04_table9_detection.csv"]:
+        assert (out / name).is_file(), name
+    runs = pd.read_csv(out / "04_runs.csv")
+    assert set(runs["method"]) == {"ce-fft", "gce-fft", "elr-fft", "ce-lp", "gce-lp", "elr-lp", "dividemix-lp",
+                                   "unicon-lp", "turn"}
+    assert runs["best"].between(0, 1).all() and (runs["best"] >= runs["last"] - 1e-12).all()
+    assert {"T1", "T2", "T4", "T5"} <= set(pd.read_csv(out / "04_claims_TURN.csv")["claim"])
     # same seed, same numbers: a second run reuses every cache and reproduces the table exactly
     again = tmp_path / "again"
-    assert main(["run", "--profile", "smoke", "--only", "02,03", "--output-dir", str(again)]) == 0
+    assert main(["run", "--profile", "smoke", "--only", "02,03,04", "--output-dir", str(again)]) == 0
     pd.testing.assert_frame_equal(results, pd.read_csv(again / "02_results.csv"))
     pd.testing.assert_frame_equal(tuned, pd.read_csv(again / "03_results.csv"))
+    pd.testing.assert_frame_equal(runs, pd.read_csv(again / "04_runs.csv"))

@@ -196,6 +196,9 @@ class HFModel:
     description: str = ""
 
     def check(self, root: str | Path | None = None) -> list[str]:
+        local = Path(self.name).expanduser()
+        if local.is_dir():  # a folder written by save_pretrained
+            return [] if (local / "config.json").is_file() else [f"{self.name}: no config.json in that folder"]
         if root is not None:
             folder = Path(root).expanduser() / self.name
             if not (folder / "config.json").is_file():
@@ -234,7 +237,14 @@ PAPER_SOURCES: dict[str, Any] = {
         *(ImageFolderDataset(name, ("test",), desc) for name, desc in [
             ("imagenet-v2", "ImageNet-V2"), ("imagenet-r", "ImageNet-R"),
             ("imagenet-sketch", "ImageNet-Sketch"), ("imagenet-a", "ImageNet-A"), ("objectnet", "ObjectNet")]),
+        # TURN: real-world noisy sets (Table 3); WebVision's validation set goes in test/
+        ImageFolderDataset("clothing1m", ("train", "test"), "Clothing1M (noisy train labels, clean test)"),
+        ImageFolderDataset("webvision", ("train", "test"), "WebVision 1.0 (Google subset, first 50 classes)"),
         TimmModel("resnet50.a1_in1k", "ResNet-50 (ImageNet-1K)"),
+        TimmModel("convnext_tiny.fb_in1k", "ConvNeXt-T (ImageNet-1K)"),
+        TimmModel("vit_base_patch16_224.mae", "MAE ViT-B/16"),
+        TimmModel("vit_base_patch16_clip_224.openai", "CLIP ViT-B/16 visual tower"),
+        HFModel("facebook/vit-msn-base", "MSN ViT-B/16 (transformers)"),
         TimmModel("vit_base_patch16_224.augreg_in21k", "ViT-B/16 (ImageNet-21K)"),
         HFModel("openai/clip-vit-base-patch32", "CLIP ViT-B/32"),
     ]

@@ -9,11 +9,9 @@ so an interrupted run resumes at the next unfinished fit and a warm run only rea
 from __future__ import annotations
 
 import logging
-import pickle
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,10 +19,10 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from nml.cache import atomic_write_bytes, stable_hash
+from nml.cache import stable_hash
 from nml.chapters.spectral import DownstreamData, Split, _cap_per_class
 from nml.features import array_id, extract_features
-from nml.locations import features_dir
+from nml.job_cache import run_cached
 from nml.metrics import accuracy, lsvr, macro_f1, singular_values, sve
 from nml.models import resolve_device
 from nml.params import CheckpointSelection, Params, TunerConfig
@@ -211,57 +209,13 @@ def fit_and_score(job: Job) -> list[dict]:
     return rows
 
 
-def _run_in_worker(job: Job) -> list[dict]:
-    # Every fit runs on one CPU thread, in a worker or not: two fits side by side on two cores
-    # beat one fit on two threads for these small heads, and the float summation order (so every
-    # number) does not depend on n_jobs.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return fit_and_score(job)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _result_path(key: str) -> Path:
-    return features_dir() / "tuning" / f"{key}.pkl"
-
-
 def run_jobs(jobs: list[Job], n_jobs: int = 1, desc: str = "fits") -> pd.DataFrame:
     """Run every job (cached results are read, not recomputed) and return all rows."""
-    results: dict[int, list[dict]] = {}
-    todo = []
-    for i, job in enumerate(jobs):
-        path = _result_path(job.key())
-        if path.exists():
-            try:
-                results[i] = pickle.loads(path.read_bytes())
-                continue
-            except Exception as err:  # torn or foreign file: fit again
-                log.warning("ignoring unreadable fit result %s (%s)", path.name, err)
-        todo.append(i)
-    if len(results):
-        log.info("%s: reusing %d cached fit results, fitting %d", desc, len(results), len(todo))
-
-    def done(i: int, rows: list[dict]) -> None:
-        atomic_write_bytes(_result_path(jobs[i].key()), pickle.dumps(rows))
-        results[i] = rows
-
-    if todo and n_jobs > 1:
-        from joblib import Parallel, delayed
-
-        outputs = Parallel(n_jobs=n_jobs, return_as="generator")(delayed(_run_in_worker)(jobs[i]) for i in todo)
-        for i, rows in tqdm(zip(todo, outputs, strict=True), total=len(todo), desc=desc):
-            done(i, rows)
-    else:
-        for i in tqdm(todo, desc=desc, disable=not todo):
-            done(i, _run_in_worker(jobs[i]))
-    if todo:
-        log.info("%s: cached %d fit results in %s", desc, len(todo), _result_path("x").parent)
+    results = run_cached(jobs, Job.key, fit_and_score, folder="tuning", n_jobs=n_jobs, desc=desc)
     # A fit's result depends only on its key (data, method settings, seed); who asked for it (meta,
     # label) is applied here, so identical fits requested by two sections are computed once.
-    return pd.DataFrame([{**row, **jobs[i].meta, "method": jobs[i].method.label}
-                         for i in range(len(jobs)) for row in results[i]])
+    return pd.DataFrame([{**row, **job.meta, "method": job.method.label}
+                         for job, rows in zip(jobs, results, strict=True) for row in rows])
 
 
 def jobs_for(feats: dict[tuple[str, str], np.ndarray], data: DownstreamData, task_list: list[Task],

@@ -1,0 +1,200 @@
+"""Full fine-tuning (FFT) under noisy labels: backbone + fresh linear head, CE / GCE / ELR.
+
+The FFT rows of the TURN paper's Table 2 (5 epochs), and the building blocks TURN's second step
+reuses: :class:`BackboneClassifier` and :func:`train_epoch`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nml.finetune.base import (
+    NoisyLabelClassifier,
+    batched_logits,
+    check_images,
+    check_number,
+    check_positive_int,
+)
+from nml.finetune.linear import LossFn, check_loss_params, check_optim_params, make_loss
+from nml.params import OptimConfig
+from nml.pretrain import take
+from nml.training import epoch_generator, make_optimizer, random_crop_flip, shuffled_batches
+
+
+class BackboneClassifier(nn.Module):
+    """``head(backbone(x))``: a pre-trained feature extractor f and a linear classifier g."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Linear):
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
+def infer_feature_dim(backbone: nn.Module, X: Any) -> int:
+    """Width of the backbone's pooled features (``num_features`` / ``dim``, else one forward pass)."""
+    for attr in ("num_features", "dim"):
+        value = getattr(backbone, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    was_training = backbone.training
+    backbone.eval()
+    with torch.no_grad():
+        dim = int(backbone(take(X, torch.arange(min(2, len(X))))).shape[-1])
+    backbone.train(was_training)
+    return dim
+
+
+def set_bn_momentum(module: nn.Module, momentum: float | None) -> None:
+    """Give every BatchNorm layer of ``module`` this running-statistics momentum (None: keep).
+
+    Fine-tuning takes few optimiser steps; with a TensorFlow-style momentum (EfficientNet-Lite's
+    BatchNorm keeps 99% of the old statistics per step) the running statistics cannot follow the
+    weights in that time, and the model evaluates with statistics of the pre-training data.
+    """
+    if momentum is None:
+        return
+    for layer in module.modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            layer.momentum = float(momentum)
+
+
+def crop_augment(pad: int | None, flip: bool) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
+    """Random translation by up to ``pad`` px (None: 1/16 of the image side) and optional h-flip."""
+    def augment(batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        p = pad if pad is not None else max(1, round(batch.shape[-1] / 16))
+        return random_crop_flip(batch, gen, pad=p, flip=flip)
+    return augment
+
+
+def train_epoch(model: BackboneClassifier, X: Any, y: torch.Tensor, indices: torch.Tensor, loss_fn: LossFn,
+                opt: torch.optim.Optimizer, *, lr_at: Callable[[float], float], epoch: int, seed: int,
+                batch_size: int, augment: Callable | None, device: torch.device) -> float:
+    """One epoch of full fine-tuning over ``indices`` (shuffled); returns the mean loss.
+
+    ``lr_at(progress)`` gives the learning rate at fractional epoch ``epoch + b / n_batches`` (a
+    schedule that does not need to know in advance how many samples later epochs select).
+    """
+    model.train()
+    gen = epoch_generator(seed, epoch)
+    batches = list(shuffled_batches(len(indices), batch_size, gen))
+    total = 0.0
+    for b, pos in enumerate(batches):
+        if len(pos) < 2:  # BatchNorm cannot train on one sample
+            continue
+        for group in opt.param_groups:
+            group["lr"] = lr_at(epoch + b / len(batches))
+        idx = indices[pos]
+        xb = take(X, idx)
+        if augment is not None:
+            xb = augment(xb, gen)
+        loss = loss_fn(model(xb.to(device)), y[idx.to(device)], idx.to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += float(loss.detach()) * len(idx)
+    return total / max(1, len(indices))
+
+
+def cosine_lr(base: float, epochs: int) -> Callable[[float], float]:
+    import math
+
+    return lambda progress: base * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress / epochs)))
+
+
+class FullFineTune(NoisyLabelClassifier):
+    """Full fine-tuning of a pre-trained ``backbone`` with a fresh linear head.
+
+    The FFT baselines of the TURN paper (5 epochs): ``loss="ce"``, ``"gce"`` or ``"elr"``, every
+    parameter trained, random-crop (and optionally flip) augmentation, cosine learning rate.
+    ``backbone`` is deep-copied at fit; the estimator never changes the module it was given.
+
+    ``bn_momentum`` (default 0.1, PyTorch's) replaces every BatchNorm layer's momentum for the
+    fine-tuning (None keeps the backbone's own): see :func:`set_bn_momentum`.
+
+    ``fit(X, y, eval_set=(X_test, y_test))``: X is an image tensor N×C×H×W in the convention
+    the backbone reads (or a map-style dataset). Fitted: ``model_`` (backbone + head, on CPU,
+    eval mode); ``transform`` gives the fine-tuned backbone's features.
+    """
+
+    def __init__(self, backbone: nn.Module | None = None, loss: str = "ce", epochs: int = 5,
+                 batch_size: int = 128, optimizer: str = "adamw", lr: float = 1e-3, weight_decay: float = 1e-5,
+                 momentum: float = 0.9, q: float = 0.7, elr_lambda: float = 3.0, elr_beta: float = 0.7,
+                 augment: bool = True, flip: bool = True, crop_pad: int | None = None, bn_momentum: float | None = 0.1,
+                 eval_batch_size: int = 256, seed: int = 0, device: str = "cpu"):
+        self.backbone = backbone
+        self.loss = loss
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.momentum = momentum
+        self.q = q
+        self.elr_lambda = elr_lambda
+        self.elr_beta = elr_beta
+        self.augment = augment
+        self.flip = flip
+        self.crop_pad = crop_pad
+        self.bn_momentum = bn_momentum
+        self.eval_batch_size = eval_batch_size
+        self.seed = seed
+        self.device = device
+
+    def _check(self) -> None:
+        if not isinstance(self.backbone, nn.Module):
+            raise ValueError(f"backbone must be a torch.nn.Module mapping images to (B, D) features, got {type(self.backbone).__name__}")
+        check_loss_params(self)
+        check_optim_params(self)
+        check_positive_int("eval_batch_size", self.eval_batch_size)
+        if self.crop_pad is not None:
+            check_positive_int("crop_pad", self.crop_pad, minimum=0)
+        if self.bn_momentum is not None:
+            check_number("bn_momentum", self.bn_momentum, high=1.0)
+
+    def fit(self, X: Any, y: Any, eval_set: tuple | None = None) -> FullFineTune:
+        self._check()
+        X = check_images(X)
+        y_idx = self._encode_labels(y, len(X))
+        device = self._device()
+        with torch.enable_grad():
+            self._begin()
+            torch.manual_seed(self.seed)
+            backbone = copy.deepcopy(self.backbone)
+            set_bn_momentum(backbone, self.bn_momentum)
+            head = nn.Linear(infer_feature_dim(backbone, X), len(self.classes_))
+            model = BackboneClassifier(backbone, head).to(device)
+            cfg = OptimConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
+                              weight_decay=self.weight_decay, momentum=self.momentum)
+            opt = make_optimizer(model.parameters(), cfg)
+            yt = torch.from_numpy(y_idx).to(device)
+            loss_fn = make_loss(self.loss, n_samples=len(y_idx), n_classes=len(self.classes_), q=self.q,
+                                elr_lambda=self.elr_lambda, elr_beta=self.elr_beta, device=device)
+            augment = crop_augment(self.crop_pad, self.flip) if self.augment else None
+            all_idx = torch.arange(len(y_idx))
+            self.model_ = model
+            for epoch in range(self.epochs):
+                train_epoch(model, X, yt, all_idx, loss_fn, opt, lr_at=cosine_lr(self.lr, self.epochs), epoch=epoch,
+                            seed=self.seed, batch_size=self.batch_size, augment=augment, device=device)
+                self._evaluate("fft", epoch, eval_set, self.predict)
+            self.model_ = model.cpu().eval()
+            self._finish()
+        return self
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        model = self.model_
+        device = next(model.parameters()).device
+        return batched_logits(model, check_images(X), batch_size=self.eval_batch_size, device=device).numpy()
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Features of the fine-tuned backbone (eval mode)."""
+        backbone = self.model_.backbone
+        device = next(backbone.parameters()).device
+        return batched_logits(backbone, check_images(X), batch_size=self.eval_batch_size, device=device).numpy()

@@ -1,0 +1,253 @@
+"""TURN (Ahn et al., "Fine-tuning Pre-trained Models for Robustness Under Noisy Labels").
+
+Step 1 — linear probing: features ``z = f(x)`` are extracted once, and a fresh linear
+classifier ``g`` is trained on them for ``epochs_lp`` epochs with GCE (q = 0.7).
+Step 2 — cleanse and fine-tune, ``epochs_fft`` times: the per-sample cross-entropy of the
+current model ``g(f(x))`` on the whole noisy training set; for each class a two-component 1-D
+Gaussian mixture on the losses of the samples labelled with it; the samples whose posterior of
+the low-loss component exceeds ``τ`` form the class's clean set; ``N`` = the smallest clean-set
+size; ``N`` samples drawn uniformly from each class's clean set; one epoch of full fine-tuning
+with CE on that class-balanced subset.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nml.finetune.base import (
+    OPTIMIZERS,
+    NoisyLabelClassifier,
+    batched_logits,
+    check_choice,
+    check_features,
+    check_images,
+    check_number,
+    check_positive_int,
+)
+from nml.finetune.cleansing import class_balanced_subset, gmm_clean_probability
+from nml.finetune.full import (
+    BackboneClassifier,
+    cosine_lr,
+    crop_augment,
+    infer_feature_dim,
+    set_bn_momentum,
+    train_epoch,
+)
+from nml.finetune.linear import check_optim_params, train_linear
+from nml.finetune.losses import gce_loss
+from nml.params import OptimConfig
+from nml.training import make_optimizer
+
+CLEANSING = ("every", "once", "none")
+
+
+class TURN(NoisyLabelClassifier):
+    """TURN: LP with GCE on cached features, then per-class GMM cleansing + FFT on a balanced subset.
+
+    Parameters
+    ----------
+    backbone : pre-trained feature extractor (a torch module: images -> (B, D)); deep-copied.
+    epochs_lp, lp_batch_size, lp_lr, lp_weight_decay : step 1 (20 epochs in the paper).
+    lp_optimizer : optimiser of step 1; None = ``optimizer`` (the paper's Table 8 pairs SGD for
+        LP with AdamW for FFT on some backbones).
+    lp_standardize : z-score the features for step 1 and fold the scaling into the head. Off by
+        default, as in the paper: a feature that is (nearly) constant on the training set gets a
+        scale ~1e-6, the folded head multiplies it by ~1e6, and as soon as fine-tuning moves
+        that feature the logits explode (measured here: the FFT step then destroyed the model).
+    q : GCE exponent of step 1 (0.7).
+    epochs_fft, batch_size, optimizer, lr, weight_decay, momentum : step 2 (4 epochs).
+    tau : GMM posterior threshold (0.6, DivideMix's value).
+    lp_step : False skips step 1 (the head starts at random: Table 4's first row).
+    cleansing : ``"every"`` FFT epoch (TURN), ``"once"`` (before the first FFT epoch; the clean
+        set is kept, the balanced subset re-drawn each epoch) or ``"none"`` (FFT on all samples
+        with CE: plain LP-FFT). Table 4's component study.
+    augment, flip, crop_pad : augmentation of the FFT batches (random translation, h-flip).
+    bn_momentum : BatchNorm momentum during FFT (0.1; None keeps the backbone's), see
+        :func:`nml.finetune.full.set_bn_momentum`.
+    gmm_per_class : one mixture per class (TURN) or one for all samples (DivideMix-style).
+    seed, device, eval_batch_size : as elsewhere.
+
+    ``fit(X, y, eval_set=None, features=None, eval_features=None)``: ``features`` are the
+    backbone's features of X if the caller has them cached (otherwise extracted here, once);
+    ``eval_features`` the same for the test images (to score the LP epochs without a forward
+    pass). Fitted: ``model_`` (backbone + head, CPU, eval), ``cleansing_`` (one dict per FFT
+    epoch: ``epoch``, ``clean_probability`` (N,), ``clean_mask`` (N,), ``subset`` (indices
+    trained on)), ``history_`` (LP and FFT epochs), ``fit_seconds_`` (includes the one feature
+    extraction when ``features`` is not given).
+    """
+
+    def __init__(self, backbone: nn.Module | None = None, epochs_lp: int = 20, lp_batch_size: int = 128,
+                 lp_lr: float = 1e-3, lp_weight_decay: float = 1e-5, lp_optimizer: str | None = None,
+                 lp_standardize: bool = False, q: float = 0.7, epochs_fft: int = 4,
+                 batch_size: int = 128, optimizer: str = "adamw", lr: float = 1e-3, weight_decay: float = 1e-5,
+                 momentum: float = 0.9, tau: float = 0.6, lp_step: bool = True, cleansing: str = "every",
+                 augment: bool = True, flip: bool = True, crop_pad: int | None = None,
+                 bn_momentum: float | None = 0.1, gmm_per_class: bool = True,
+                 eval_batch_size: int = 256, seed: int = 0, device: str = "cpu"):
+        self.backbone = backbone
+        self.epochs_lp = epochs_lp
+        self.lp_batch_size = lp_batch_size
+        self.lp_lr = lp_lr
+        self.lp_weight_decay = lp_weight_decay
+        self.lp_optimizer = lp_optimizer
+        self.lp_standardize = lp_standardize
+        self.q = q
+        self.epochs_fft = epochs_fft
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.momentum = momentum
+        self.tau = tau
+        self.lp_step = lp_step
+        self.cleansing = cleansing
+        self.augment = augment
+        self.flip = flip
+        self.crop_pad = crop_pad
+        self.bn_momentum = bn_momentum
+        self.gmm_per_class = gmm_per_class
+        self.eval_batch_size = eval_batch_size
+        self.seed = seed
+        self.device = device
+
+    @property
+    def epochs(self) -> int:  # read by check_optim_params: the FFT epochs
+        return self.epochs_fft
+
+    def _check(self) -> None:
+        if not isinstance(self.backbone, nn.Module):
+            raise ValueError(f"backbone must be a torch.nn.Module mapping images to (B, D) features, got {type(self.backbone).__name__}")
+        check_positive_int("epochs_fft", self.epochs_fft)  # before check_optim_params, which calls it "epochs"
+        check_optim_params(self)
+        check_positive_int("epochs_lp", self.epochs_lp)
+        check_positive_int("lp_batch_size", self.lp_batch_size)
+        check_number("lp_lr", self.lp_lr, low_open=True)
+        check_number("lp_weight_decay", self.lp_weight_decay)
+        if self.lp_optimizer is not None:
+            check_choice("lp_optimizer", self.lp_optimizer, OPTIMIZERS)
+        check_number("q", self.q, low=0.0, high=1.0, low_open=True)
+        check_number("tau", self.tau, low=0.0, high=1.0, high_open=True)
+        check_choice("cleansing", self.cleansing, CLEANSING)
+        check_positive_int("eval_batch_size", self.eval_batch_size)
+        if self.bn_momentum is not None:
+            check_number("bn_momentum", self.bn_momentum, high=1.0)
+
+    # ------------------------------------------------------------------ step 1
+    def _linear_probe(self, feats: np.ndarray, y_idx: np.ndarray, eval_set, eval_features, device) -> nn.Linear:
+        """GCE linear probe on (optionally standardised) features, as a head on raw features."""
+        if self.lp_standardize:
+            mean, scale = feats.mean(0), feats.std(0) + 1e-6
+        else:
+            mean, scale = np.zeros(feats.shape[1], np.float32), np.ones(feats.shape[1], np.float32)
+        xt = torch.from_numpy((feats - mean) / scale).to(device)
+        yt = torch.from_numpy(y_idx).to(device)
+        n_classes = len(self.classes_)
+
+        def fold(layer: nn.Linear) -> nn.Linear:
+            # g(standardised f) = W (f − μ)/s + b  ==  (W/s) f + (b − (W/s) μ): a head on raw features
+            head = nn.Linear(feats.shape[1], n_classes)
+            with torch.no_grad():
+                w = layer.weight.detach().cpu() / torch.from_numpy(scale)
+                head.weight.copy_(w)
+                head.bias.copy_(layer.bias.detach().cpu() - w @ torch.from_numpy(mean))
+            return head
+
+        def on_epoch(epoch: int, layer: nn.Linear) -> None:
+            if eval_set is None:
+                return
+            head = fold(layer)
+            if eval_features is not None:
+                self._evaluate("lp", epoch, (eval_features, eval_set[1]),
+                               lambda f: self.classes_[head(torch.from_numpy(f)).argmax(1).numpy()])
+            else:
+                self.model_ = BackboneClassifier(self._backbone, head.to(device))
+                self._evaluate("lp", epoch, eval_set, self.predict)
+
+        layer = train_linear(xt, yt, n_classes, lambda logits, y, idx: gce_loss(logits, y, self.q),
+                             epochs=self.epochs_lp, batch_size=self.lp_batch_size,
+                             optimizer=self.lp_optimizer or self.optimizer,
+                             lr=self.lp_lr, weight_decay=self.lp_weight_decay, momentum=self.momentum,
+                             seed=self.seed, on_epoch=on_epoch)
+        return fold(layer)
+
+    # ------------------------------------------------------------------ step 2
+    def _cleanse(self, losses: np.ndarray, y_idx: np.ndarray, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        prob = gmm_clean_probability(losses, y_idx if self.gmm_per_class else None, seed=self.seed)
+        return prob, prob > self.tau
+
+    def fit(self, X: Any, y: Any, eval_set: tuple | None = None, features: Any = None,
+            eval_features: Any = None) -> TURN:
+        self._check()
+        X = check_images(X)
+        y_idx = self._encode_labels(y, len(X))
+        device = self._device()
+        with torch.enable_grad():
+            self._begin()
+            torch.manual_seed(self.seed)
+            self._backbone = copy.deepcopy(self.backbone).to(device)
+            set_bn_momentum(self._backbone, self.bn_momentum)
+            if features is None:
+                feats = batched_logits(self._backbone, X, batch_size=self.eval_batch_size, device=device).numpy()
+            else:
+                feats = check_features(features, "features")
+                if feats.shape != (len(X), infer_feature_dim(self._backbone, X)):
+                    raise ValueError(f"features must be (N={len(X)}, D) features of X, got shape {feats.shape}")
+            if eval_features is not None:
+                eval_features = check_features(eval_features, "eval_features")
+            if self.lp_step:
+                head = self._linear_probe(feats, y_idx, eval_set, eval_features, device)
+            else:
+                torch.manual_seed(self.seed)
+                head = nn.Linear(feats.shape[1], len(self.classes_))
+            model = BackboneClassifier(self._backbone, head.to(device)).to(device)
+            self.model_ = model
+            del self._backbone
+            cfg = OptimConfig(epochs=self.epochs_fft, batch_size=self.batch_size, optimizer=self.optimizer,
+                              lr=self.lr, weight_decay=self.weight_decay, momentum=self.momentum)
+            opt = make_optimizer(model.parameters(), cfg)
+            yt = torch.from_numpy(y_idx).to(device)
+            augment = crop_augment(self.crop_pad, self.flip) if self.augment else None
+            rng = np.random.default_rng(self.seed)
+            self.cleansing_: list[dict[str, Any]] = []
+            clean_mask = None
+            for epoch in range(self.epochs_fft):
+                if self.cleansing == "none":
+                    subset = np.arange(len(y_idx))
+                else:
+                    if self.cleansing == "every" or clean_mask is None:
+                        if epoch == 0:
+                            # the model is still g(f(x)) with the frozen f: reuse the cached features
+                            with torch.no_grad():
+                                logits = head.cpu()(torch.from_numpy(feats))
+                            head.to(device)
+                        else:
+                            logits = batched_logits(model, X, batch_size=self.eval_batch_size, device=device)
+                        losses = F.cross_entropy(logits, torch.from_numpy(y_idx), reduction="none").numpy()
+                        prob, clean_mask = self._cleanse(losses, y_idx, epoch)
+                    subset = class_balanced_subset(clean_mask, y_idx, rng, n_classes=len(self.classes_))
+                    self.cleansing_.append({"epoch": epoch, "clean_probability": prob, "clean_mask": clean_mask,
+                                            "subset": subset})
+                if len(subset) >= 2:
+                    train_epoch(model, X, yt, torch.from_numpy(subset), lambda logits, yb, idx: F.cross_entropy(logits, yb),
+                                opt, lr_at=cosine_lr(self.lr, self.epochs_fft), epoch=epoch, seed=self.seed,
+                                batch_size=self.batch_size, augment=augment, device=device)
+                self._evaluate("fft", epoch, eval_set, self.predict)
+            self.model_ = model.cpu().eval()
+            self._finish()
+        return self
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        device = next(self.model_.parameters()).device
+        return batched_logits(self.model_, check_images(X), batch_size=self.eval_batch_size, device=device).numpy()
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Features of the fine-tuned backbone (eval mode)."""
+        backbone = self.model_.backbone
+        device = next(backbone.parameters()).device
+        return batched_logits(backbone, check_images(X), batch_size=self.eval_batch_size, device=device).numpy()
