@@ -362,7 +362,7 @@ def run(ctx: TurnContext, jobs: list[TurnJob], desc: str) -> pd.DataFrame:
     results = run_cached(jobs, TurnJob.key, run_job, folder="turn", n_jobs=ctx.params.turn.n_jobs, desc=desc)
     rows = []
     for job, res in zip(jobs, results, strict=True):
-        rows.append({**job.meta, **{k: v for k, v in res.items()}})
+        rows.append({**job.meta, **res})
     return pd.DataFrame(rows)
 
 
@@ -466,11 +466,11 @@ def confident_learning_issues(features: np.ndarray, labels: np.ndarray, *, folds
     return find_label_issues(labels, pred_probs)
 
 
-def tsne(ctx: TurnContext, table2_rows: pd.DataFrame) -> pd.DataFrame:
+def tsne(ctx: TurnContext) -> pd.DataFrame:
     """Fig. 2 analog: 2-D t-SNE of test features before and after CE full fine-tuning.
 
-    "After" reuses the CE-FFT runs of Table 2 (and the mild setting) when they cover the
-    noise; others are run here.
+    "After" comes from CE-FFT jobs; those of Table 2 (and the mild setting) have the same cache
+    keys, so they are read, not run again.
     """
     from sklearn.manifold import TSNE
 
