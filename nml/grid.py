@@ -102,8 +102,19 @@ def _describe_04(params: Params) -> list[str]:
     return lines
 
 
+def _describe_05(params: Params) -> list[str]:
+    lang = params.language
+    if lang is None or not lang.enabled:
+        return ["(no language section: nothing to run)"]
+    encoders = [e.display for e in lang.encoders]
+    n_fits = len(lang.encoders) * len(lang.tasks) * len(lang.methods) * len(lang.seeds)
+    return [f"{lang.source} tasks {lang.tasks} x encoders {encoders} x methods {lang.methods} x seeds {lang.seeds}"
+            f" = {n_fits} fits, each scored ID and on its task's OOD sets",
+            f"caps per class: train {lang.max_train_per_class}, test {lang.max_test_per_class}, OOD {lang.max_ood_per_class}"]
+
+
 DESCRIBERS: dict[str, Callable[[Params], list[str]]] = {"01": _describe_01, "02": _describe_02, "03": _describe_03,
-                                                       "04": _describe_04}
+                                                       "04": _describe_04, "05": _describe_05}
 
 
 def describe_grid(params: Params, number: str) -> list[str]:

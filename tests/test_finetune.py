@@ -801,3 +801,21 @@ def test_bn_momentum_is_set_on_the_fine_tuned_copy_only():
         FullFineTune(backbone=backbone, bn_momentum=1.5).fit(X, y)
     with pytest.raises(ValueError, match="bn_momentum"):
         TURN(backbone=backbone, bn_momentum=-0.1).fit(X, y)
+
+
+def test_turn_freezes_batchnorm_statistics_but_trains_their_weights():
+    torch.manual_seed(0)
+    backbone = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    X = torch.randn(40, 1, 8, 8) + 3.0  # far from the running statistics (mean 0, var 1)
+    y = np.arange(40) % 2
+    common = dict(backbone=backbone, epochs_lp=1, epochs_fft=2, batch_size=8, augment=False)
+    frozen = TURN(**common).fit(X, y)
+    bn = frozen.model_.backbone[1]
+    assert torch.equal(bn.running_mean, backbone[1].running_mean)
+    assert torch.equal(bn.running_var, backbone[1].running_var)
+    assert not torch.equal(bn.weight, backbone[1].weight)  # the affine weights still fine-tune
+    following = TURN(**common, freeze_bn=False).fit(X, y)
+    assert following.model_.backbone[1].running_mean.abs().mean() > 0.1
+    with pytest.raises(ValueError, match="freeze_bn"):
+        TURN(backbone=backbone, freeze_bn="yes").fit(X, y)

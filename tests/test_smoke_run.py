@@ -39,9 +39,19 @@ def test_smoke_profile_runs_every_notebook(tmp_path):
                                    "unicon-lp", "turn"}
     assert runs["best"].between(0, 1).all() and (runs["best"] >= runs["last"] - 1e-12).all()
     assert {"T1", "T2", "T4", "T5"} <= set(pd.read_csv(out / "04_claims_TURN.csv")["claim"])
+    for name in ["05_per_task_scores.png", "05_feature_spectra.png", "05_table2_language_vs_paper.csv",
+                 "05_table12_13_per_task.csv", "05_task_sizes.csv"]:
+        assert (out / name).is_file(), name
+    language = pd.read_csv(out / "05_results.csv")
+    assert set(language["encoder"]) == {"all-MiniLM-L6-v2", "SmolLM2-135M"}
+    assert set(language["task"]) == {"sentiment", "subjectivity", "party"} and language["score"].between(0, 1).all()
+    assert set(language[language["kind"] == "OOD"]["test"]) == {"whissell", "mfd", "convention"}
+    assert set(pd.read_csv(out / "05_claims_language.csv")["claim"]) == {"L1", "L2"}
     # same seed, same numbers: a second run reuses every cache and reproduces the table exactly
     again = tmp_path / "again"
-    assert main(["run", "--profile", "smoke", "--only", "02,03,04", "--output-dir", str(again)]) == 0
+    assert main(["run", "--profile", "smoke", "--only", "02,03,04,05", "--output-dir", str(again)]) == 0
     pd.testing.assert_frame_equal(results, pd.read_csv(again / "02_results.csv"))
     pd.testing.assert_frame_equal(tuned, pd.read_csv(again / "03_results.csv"))
     pd.testing.assert_frame_equal(runs, pd.read_csv(again / "04_runs.csv"))
+    pd.testing.assert_frame_equal(language.drop(columns="fit_seconds"),
+                                  pd.read_csv(again / "05_results.csv").drop(columns="fit_seconds"))

@@ -34,7 +34,7 @@ from nml.pretrain import Checkpoint, take
 log = logging.getLogger("nml.chapters.turn")
 
 # Bump when run_job changes what it computes (invalidates cached results).
-TURN_CODE_VERSION = 3
+TURN_CODE_VERSION = 4
 
 FFT_METHODS = ("ce-fft", "gce-fft", "elr-fft")
 LP_METHODS = ("ce-lp", "gce-lp", "elr-lp")
@@ -238,7 +238,8 @@ def method_kwargs(method: str, backbone: TurnBackbone, params: Params) -> dict[s
         return {**common, **aug, "epochs_lp": t.turn.epochs_lp, "lp_batch_size": lp.batch_size, "lp_lr": lp.lr,
                 "lp_weight_decay": lp.weight_decay, "lp_optimizer": lp.optimizer, "q": t.turn.q, "epochs_fft": t.turn.epochs_fft,
                 "batch_size": fft.batch_size, "optimizer": fft.optimizer, "lr": fft.lr,
-                "weight_decay": fft.weight_decay, "momentum": fft.momentum, "tau": t.turn.tau}
+                "weight_decay": fft.weight_decay, "momentum": fft.momentum, "tau": t.turn.tau,
+                "freeze_bn": t.turn.freeze_bn}
     raise KeyError(f"unknown method {method!r}")
 
 

@@ -66,6 +66,19 @@ def set_bn_momentum(module: nn.Module, momentum: float | None) -> None:
             layer.momentum = float(momentum)
 
 
+def freeze_bn_statistics(module: nn.Module) -> None:
+    """Put every BatchNorm layer of ``module`` in eval mode: normalise with the running (pre-training)
+    statistics and stop updating them, while their affine weights still train.
+
+    Call after ``module.train()``. TURN needs it: its head was fitted on features computed with
+    these statistics, and switching to the statistics of small fine-tuning batches changes every
+    feature the head reads at once.
+    """
+    for layer in module.modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            layer.eval()
+
+
 def crop_augment(pad: int | None, flip: bool) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
     """Random translation by up to ``pad`` px (None: 1/16 of the image side) and optional h-flip."""
     def augment(batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -76,13 +89,15 @@ def crop_augment(pad: int | None, flip: bool) -> Callable[[torch.Tensor, torch.G
 
 def train_epoch(model: BackboneClassifier, X: Any, y: torch.Tensor, indices: torch.Tensor, loss_fn: LossFn,
                 opt: torch.optim.Optimizer, *, lr_at: Callable[[float], float], epoch: int, seed: int,
-                batch_size: int, augment: Callable | None, device: torch.device) -> float:
+                batch_size: int, augment: Callable | None, device: torch.device, freeze_bn: bool = False) -> float:
     """One epoch of full fine-tuning over ``indices`` (shuffled); returns the mean loss.
 
     ``lr_at(progress)`` gives the learning rate at fractional epoch ``epoch + b / n_batches`` (a
     schedule that does not need to know in advance how many samples later epochs select).
     """
     model.train()
+    if freeze_bn:
+        freeze_bn_statistics(model)
     gen = epoch_generator(seed, epoch)
     batches = list(shuffled_batches(len(indices), batch_size, gen))
     total = 0.0

