@@ -259,6 +259,9 @@ class TurnBackbone(_Section):
     image_size: PositiveInt | None = Field(default=None, description="input size where the encoder's is settable")
     lp: OptimConfig | None = Field(default=None, description="null = turn.lp")
     fft: OptimConfig | None = Field(default=None, description="null = turn.fft")
+    turn_lr: PositiveFloat | None = Field(default=None, description=(
+        "TURN's FFT learning rate on this backbone (its head starts trained, not random: LP-FT practice "
+        "is a smaller step); null = the fft lr"))
 
 
 class TurnMethodConfig(_Section):
@@ -268,9 +271,9 @@ class TurnMethodConfig(_Section):
     epochs_fft: PositiveInt = 4
     q: Annotated[float, Field(gt=0.0, le=1.0)] = 0.7
     tau: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.6
-    freeze_bn: bool = Field(default=True, description=(
-        "keep BatchNorm statistics frozen during TURN's FFT (the LP head was fitted to features "
-        "computed with them); false lets them follow the fine-tuning batches"))
+    bn_mode: Literal["recalibrate", "frozen", "train"] = Field(default="frozen", description=(
+        "BatchNorm statistics and TURN's LP head: 'recalibrate' them on the training images before step 1, "
+        "keep them 'frozen' during FFT, or 'train' them in FFT as usual (see nml.finetune.TURN)"))
 
 
 class ELRConfig(_Section):

@@ -803,19 +803,34 @@ def test_bn_momentum_is_set_on_the_fine_tuned_copy_only():
         TURN(backbone=backbone, bn_momentum=-0.1).fit(X, y)
 
 
-def test_turn_freezes_batchnorm_statistics_but_trains_their_weights():
+def test_turn_bn_modes():
+    from nml.finetune.full import recalibrate_bn_statistics
+
     torch.manual_seed(0)
     backbone = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
                              nn.AdaptiveAvgPool2d(1), nn.Flatten())
     X = torch.randn(40, 1, 8, 8) + 3.0  # far from the running statistics (mean 0, var 1)
     y = np.arange(40) % 2
     common = dict(backbone=backbone, epochs_lp=1, epochs_fft=2, batch_size=8, augment=False)
-    frozen = TURN(**common).fit(X, y)
+    # frozen: running statistics untouched, affine weights fine-tuned
+    frozen = TURN(**common, bn_mode="frozen").fit(X, y)
     bn = frozen.model_.backbone[1]
     assert torch.equal(bn.running_mean, backbone[1].running_mean)
     assert torch.equal(bn.running_var, backbone[1].running_var)
-    assert not torch.equal(bn.weight, backbone[1].weight)  # the affine weights still fine-tune
-    following = TURN(**common, freeze_bn=False).fit(X, y)
+    assert not torch.equal(bn.weight, backbone[1].weight)
+    # train: the running statistics follow the fine-tuning batches
+    following = TURN(**common, bn_mode="train").fit(X, y)
     assert following.model_.backbone[1].running_mean.abs().mean() > 0.1
-    with pytest.raises(ValueError, match="freeze_bn"):
-        TURN(backbone=backbone, freeze_bn="yes").fit(X, y)
+    # recalibrate: the statistics are those of X before step 1 (exactly, for a one-pass estimate)
+    copy_ = copy.deepcopy(backbone)
+    recalibrate_bn_statistics(copy_, X, batch_size=20, device=torch.device("cpu"))  # equal batches: exact mean
+    conv_out = backbone[0](X).detach()
+    assert torch.allclose(copy_[1].running_mean, conv_out.mean((0, 2, 3)), atol=1e-5)
+    assert copy_[1].momentum == backbone[1].momentum  # restored after the cumulative pass
+    assert torch.equal(backbone[1].running_mean, torch.zeros(4))  # the caller's backbone is untouched
+    recal = TURN(**{**common, "epochs_fft": 1}, bn_mode="recalibrate", lr=1e-12).fit(X, y)  # lr ~0: statistics of X
+    assert torch.allclose(recal.model_.backbone[1].running_mean, conv_out.mean((0, 2, 3)), atol=0.1)
+    with pytest.raises(ValueError, match="recalibrate.*pass None"):
+        TURN(**common, bn_mode="recalibrate").fit(X, y, features=np.zeros((40, 4), np.float32))
+    with pytest.raises(ValueError, match="bn_mode"):
+        TURN(backbone=backbone, bn_mode="yes").fit(X, y)

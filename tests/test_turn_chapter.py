@@ -149,3 +149,16 @@ def test_component_and_purity_claims():
     assert claims.loc["T6", "verdict"] == "holds" and claims.loc["T6", "effect"] == pytest.approx(1.0)
     worse = comp.assign(best=np.where(comp["label"] == "LP yes, cleansing once", 0.8, comp["best"]))
     assert turn_claims(_rows(0.05, 0.1, 0.04), "uniform 0.9", None, worse).set_index("claim").loc["T5", "verdict"] == "does not hold"
+
+
+def test_turn_reads_its_own_fft_learning_rate_and_bn_mode_from_params():
+    from nml.chapters.turn import method_kwargs
+    from nml.params import load_params
+
+    cpu = load_params("cpu", require_data=False)
+    effnet = cpu.turn.backbone("efficientnet-lite0")
+    assert method_kwargs("turn", effnet, cpu)["lr"] == effnet.turn_lr == 1e-4
+    assert method_kwargs("ce-fft", effnet, cpu)["lr"] == effnet.fft.lr == 5e-4  # the baselines keep theirs
+    checkpoint = cpu.turn.backbone("checkpoint")
+    assert checkpoint.turn_lr is None and method_kwargs("turn", checkpoint, cpu)["lr"] == cpu.turn.fft.lr
+    assert method_kwargs("turn", checkpoint, cpu)["bn_mode"] == cpu.turn.turn.bn_mode == "frozen"

@@ -237,9 +237,9 @@ def method_kwargs(method: str, backbone: TurnBackbone, params: Params) -> dict[s
     if method == "turn":
         return {**common, **aug, "epochs_lp": t.turn.epochs_lp, "lp_batch_size": lp.batch_size, "lp_lr": lp.lr,
                 "lp_weight_decay": lp.weight_decay, "lp_optimizer": lp.optimizer, "q": t.turn.q, "epochs_fft": t.turn.epochs_fft,
-                "batch_size": fft.batch_size, "optimizer": fft.optimizer, "lr": fft.lr,
+                "batch_size": fft.batch_size, "optimizer": fft.optimizer, "lr": backbone.turn_lr or fft.lr,
                 "weight_decay": fft.weight_decay, "momentum": fft.momentum, "tau": t.turn.tau,
-                "freeze_bn": t.turn.freeze_bn}
+                "bn_mode": t.turn.bn_mode}
     raise KeyError(f"unknown method {method!r}")
 
 
@@ -337,7 +337,8 @@ class TurnContext:
         job = TurnJob(meta, method, kwargs, seed, feats.spec, labels.labels, labels.is_noisy, self.test.y)
         if what == "images":
             job.x_train, job.x_test = self.train.x, self.test.x
-            if method == "turn":
+            if method == "turn" and kwargs.get("bn_mode") != "recalibrate":
+                # cached features were made with the backbone's own BatchNorm statistics
                 job.f_train, job.f_test = feats.train, feats.test
         elif what == "views":
             job.f_train, job.f_test = feats.views, feats.test

@@ -79,6 +79,31 @@ def freeze_bn_statistics(module: nn.Module) -> None:
             layer.eval()
 
 
+def recalibrate_bn_statistics(module: nn.Module, X: Any, *, batch_size: int, device: torch.device) -> None:
+    """Re-estimate every BatchNorm layer's running statistics on ``X`` (weights untouched).
+
+    One pass in train mode without gradients, with a cumulative average (momentum None), so the
+    running statistics become those of ``X`` rather than of the pre-training data; each layer's
+    momentum is restored afterwards.
+    """
+    layers = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not layers:
+        return
+    momenta = [m.momentum for m in layers]
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None
+    was_training = module.training
+    module.train()
+    with torch.no_grad():
+        for start in range(0, len(X), batch_size):
+            idx = torch.arange(start, min(start + batch_size, len(X)))
+            module(take(X, idx).to(device))
+    module.train(was_training)
+    for m, momentum in zip(layers, momenta, strict=True):
+        m.momentum = momentum
+
+
 def crop_augment(pad: int | None, flip: bool) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
     """Random translation by up to ``pad`` px (None: 1/16 of the image side) and optional h-flip."""
     def augment(batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
