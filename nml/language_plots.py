@@ -29,6 +29,9 @@ def per_test_scores(rows: pd.DataFrame) -> plt.Figure:
         ax.tick_params(axis="x", rotation=30)
         for t in ax.get_xticklabels():
             t.set_horizontalalignment("right")
+        ax.get_legend().remove()
+    handles, labels = axes[0, -1].get_legend_handles_labels()
+    fig.legend(handles, labels, title="method", loc="upper left", bbox_to_anchor=(1.0, 0.95))
     fig.tight_layout()
     return fig
 
