@@ -1,10 +1,11 @@
-"""The ``nml`` command: ``nml run``, ``nml assets list|fetch|verify``, ``nml bench nmtune``."""
+"""The ``nml`` command: ``nml run``, ``nml assets``, ``nml bench``, ``nml select``, ``nml report --readme``."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from nml.assets.base import AssetError
 from nml.params import ParamsError
@@ -93,6 +94,11 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     nm.add_argument("--image-size", type=int, default=128, help="input size of efficientnet-lite0, default 128")
     nm.add_argument("--preset", choices=("official", "paper"), default="official")
     nm.add_argument("--csv", metavar="FILE", help="also write the measured table here")
+    dr = what.add_parser("drift", help="how far scores and verdicts move when features change at float32 rounding level")
+    dr.add_argument("--profile", default="cpu", help="profile whose cached chapters to perturb (default: cpu)")
+    dr.add_argument("--chapters", default="02", help="02 and/or 03, comma-separated (default: 02)")
+    dr.add_argument("--eps", type=float, default=1e-6, help="relative perturbation of every feature (default 1e-6)")
+    dr.add_argument("--csv", metavar="FILE", help="also write the verdict comparison here")
     tu = what.add_parser("turn", help="TURN vs DivideMix-LP and UNICON-LP at equal epochs, on the same data")
     tu.add_argument("--backbone", action="append", choices=TURN_BENCH_BACKBONES, metavar="NAME",
                     help=f"repeatable; one of {list(TURN_BENCH_BACKBONES)} (the default)")
@@ -103,6 +109,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "drift":
+        return _cmd_bench_drift(args)
     if args.what == "turn":
         return _cmd_bench_turn(args)
     from nml.bench import bench_nmtune, format_report
@@ -139,6 +147,82 @@ def _cmd_bench_turn(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_drift(args: argparse.Namespace) -> int:
+    from nml.drift import bench_drift, format_drift_report
+    from nml.params import load_params
+
+    chapters = [c.strip() for c in args.chapters.split(",") if c.strip()]
+    bad = [c for c in chapters if c not in ("02", "03")]
+    if bad:
+        raise ParamsError(f"--chapters: {bad} not in ['02', '03']")
+    if not 0 < args.eps < 1e-2:
+        raise ParamsError(f"--eps must be in (0, 0.01), got {args.eps}")
+    params = load_params(args.profile)
+    reports = bench_drift(params, chapters, eps=args.eps)
+    print(format_drift_report(reports, args.eps))
+    if args.csv:
+        import pandas as pd
+
+        pd.concat([r.verdicts.assign(chapter=c) for c, r in reports.items()], ignore_index=True).to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+    return 0
+
+
+def _add_select(sub: argparse._SubParsersAction) -> None:
+    sel = sub.add_parser("select", help="run the validation sweeps behind the params' chosen values")
+    source = sel.add_mutually_exclusive_group()
+    source.add_argument("--profile", help="smoke | cpu | paper (default: cpu)")
+    source.add_argument("--params", metavar="FILE", help="a params YAML of your own")
+    sel.add_argument("--only", metavar="NAME,NAME", help="run only these sweeps (default: all; see --list)")
+    sel.add_argument("-p", dest="overrides", action="append", default=[], metavar="section.key=value",
+                     help="override one params value (YAML syntax); repeatable")
+    sel.add_argument("--output-dir", metavar="DIR", help="where selection_<name>.csv go (default: figures/<profile>/)")
+    sel.add_argument("--list", action="store_true", help="list the sweeps and exit")
+
+
+def _cmd_select(args: argparse.Namespace) -> int:
+    from nml.locations import project_root
+    from nml.params import load_params
+    from nml.selection import SWEEPS, run_sweeps
+
+    if args.list:
+        for name, target in SWEEPS.items():
+            print(f"{name:24s} {target}")
+        return 0
+    names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+    unknown = [n for n in names or [] if n not in SWEEPS]
+    if unknown:
+        raise ParamsError(f"--only: unknown sweeps {unknown}; known: {list(SWEEPS)}")
+    params = load_params(profile=args.profile if not args.params else None, path=args.params, overrides=args.overrides)
+    out = args.output_dir or project_root() / "figures" / params.profile
+    for name, table in run_sweeps(params, names, out).items():
+        chosen = table.loc[table["chosen"], "candidate"].tolist()
+        print(f"{name}: {len(table)} candidates; chosen {chosen}")
+    print(f"selection tables in {out}")
+    return 0
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    rep = sub.add_parser("report", help="regenerate the README's results and timings from a profile's tables")
+    rep.add_argument("--readme", action="store_true", required=True,
+                     help="rewrite README.md's generated blocks (results, timings)")
+    rep.add_argument("--profile", default="cpu", help="whose figures folder to read (default: cpu)")
+    rep.add_argument("--figures-dir", metavar="DIR", help="read the tables from here instead")
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from nml.locations import project_root
+    from nml.readme import update_readme
+
+    figures = Path(args.figures_dir) if args.figures_dir else project_root() / "figures" / args.profile
+    if not figures.is_dir():
+        raise FileNotFoundError(f"no figures folder {figures}: run `nml run --profile {args.profile}` first")
+    readme = project_root() / "README.md"
+    changed = update_readme(readme, figures)
+    print(f"{readme}: {'updated' if changed else 'already up to date'} from {figures}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nml", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -146,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_assets(sub)
     _add_bench(sub)
+    _add_select(sub)
+    _add_report(sub)
     return parser
 
 
@@ -161,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "bench":
             return _cmd_bench(args)
+        if args.command == "select":
+            return _cmd_select(args)
+        if args.command == "report":
+            return _cmd_report(args)
         return _cmd_assets(args)
     except (ParamsError, KeyError, FileNotFoundError, AssetError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)

@@ -106,3 +106,60 @@ def extract_features(
         shard.unlink(missing_ok=True)
     log.info("cached features %s (%s/%s, %d x %d)", path.name, data_id[:12], split, *feats.shape)
     return feats
+
+
+class _AugmentedImages(torch.utils.data.Dataset):
+    """View ``k`` of a dataset on disk: each item augmented with a generator seeded by (k, index)."""
+
+    def __init__(self, images: torch.utils.data.Dataset, k: int, augment):
+        self.images, self.k, self.augment = images, k, augment
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        gen = torch.Generator().manual_seed(self.k * 1_000_003 + int(i))
+        return self.augment(take(self.images, torch.tensor([i])), gen)[0], 0
+
+
+def augmented_images(images: torch.Tensor | torch.utils.data.Dataset, k: int, augment,
+                     chunk: int = 1024) -> torch.Tensor | torch.utils.data.Dataset:
+    """Augmented copy number ``k`` of ``images`` (``augment(batch, generator)``), reproducible:
+    in-memory tensors are augmented chunk by chunk with generators seeded by (k, chunk start);
+    datasets on disk item by item (seeded by (k, index))."""
+    if not isinstance(images, torch.Tensor):
+        return _AugmentedImages(images, k, augment)
+    return torch.cat([augment(images[i:i + chunk], torch.Generator().manual_seed(k * 1_000_003 + i))
+                      for i in range(0, len(images), chunk)])
+
+
+def view_bank(
+    backbone: torch.nn.Module | FeatureEncoder,
+    images: torch.Tensor | torch.utils.data.Dataset,
+    *,
+    n_views: int,
+    augment,
+    augment_id: str,
+    data_id: str,
+    split: str,
+    transform: str,
+    batch_size: int = 512,
+    device: torch.device | str = "cpu",
+    desc: str | None = None,
+) -> np.ndarray:
+    """Features of ``n_views`` augmented copies of ``images``: an (N, n_views, D) bank, each view
+    extracted once and cached like any other features (keyed by ``data_id``, the view number and
+    ``augment_id``, which must describe the augmentation exactly).
+
+    The NMTune authors re-run the frozen encoder on freshly augmented images at every step; a
+    bank of a few augmented views per image, drawn from at every step, is the cached stand-in.
+    """
+    if n_views < 2:
+        raise ValueError(f"a view bank needs at least 2 views (two are drawn per step), got {n_views}")
+    views = []
+    for k in range(n_views):
+        view_id = stable_hash({"of": data_id, "view": k, "augment": augment_id}, length=24)
+        views.append(extract_features(backbone, augmented_images(images, k, augment), data_id=view_id,
+                                      split=f"{split}/view", transform=transform, batch_size=batch_size,
+                                      device=device, desc=f"{desc or split} view {k}"))
+    return np.stack(views, axis=1)

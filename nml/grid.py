@@ -46,7 +46,9 @@ def _describe_02(params: Params) -> list[str]:
     lines = [f"{n_ckpt} checkpoints x ID tasks {s.id_tasks}"]
     for pair in s.ood:
         lines.append(f"OOD {pair.name}: train {pair.train} -> test {pair.test}")
-    lines.append(f"linear probe: {s.probe.epochs} epochs, lr {s.probe.lr}; spectrum groups {list(s.spectrum_edges)}")
+    lines.append(f"linear probe: {s.probe.epochs} epochs, batch {s.probe.batch_size}, lr {s.probe.lr}; spectrum "
+                 f"{s.spectrum_variant} (claims under {s.claims_variants}), groups {list(s.spectrum_edges)}")
+    lines.append(f"validation: {100 * s.validation_fraction:g}% of each training split; the probes fit on the rest")
     return lines
 
 
@@ -67,6 +69,8 @@ def _describe_03(params: Params) -> list[str]:
         f"Fig. 5: {len(main)} checkpoints x methods {n.methods} (head preset {n.tuner.preset}) "
         f"x ID {s.id_tasks} + {len(s.ood)} OOD pairings",
         f"Table 2: encoders {r.encoders} x seeds {r.seeds}" + ("" if r.enabled else " (disabled)"),
+        f"two-view tuners read a bank of {n.views.n} augmented views per training image "
+        f"(random resized crop {list(n.views.scale)}{', flip' if n.views.flip else ''})",
     ]
     a = n.ablation
     if a.enabled:
@@ -89,7 +93,11 @@ def _describe_04(params: Params) -> list[str]:
     n_runs = len(t.backbones) * len(t.noise) * len(t.methods) * len(t.seeds)
     lines = [f"Table 2: {t.dataset} x backbones {backbones} x noise {[n.label for n in t.noise]}"
              + (f" (+ mild {t.mild_noise.label})" if t.mild_noise else "")
-             + f" x {len(t.methods)} methods x seeds {t.seeds} = {n_runs} runs (+ mild)"]
+             + f" x {len(t.methods)} methods x seeds {t.seeds} = {n_runs} runs (+ mild); "
+             f"{100 * t.validation_fraction:g}% of each noisy training split held out for validation "
+             f"(best = test accuracy at the best-validation epoch)"]
+    if t.regime.candidates:
+        lines.append(f"regime: clean-label LP on validation for {len(t.regime.candidates)} (dataset, backbone) candidates")
     if t.components.enabled:
         lines.append(f"Table 4: TURN components on {t.components.backbones} at {[n.label for n in t.components.noise]}")
     if t.sensitivity.enabled:
@@ -99,6 +107,10 @@ def _describe_04(params: Params) -> list[str]:
         lines.append(f"Table 9: tau {t.purity.tau} x {[n.label for n in t.purity.noise]} on {t.purity.backbone}, + cleanlab")
     if t.tsne.enabled:
         lines.append(f"Fig. 2: t-SNE of {t.tsne.backbones} before / after CE-FFT at {[n.label for n in t.tsne.noise]}")
+    if t.timing is not None and t.timing.enabled:
+        tm = t.timing
+        lines.append(f"Fig. 3a / T4: TURN vs DivideMix-LP and UNICON-LP ({tm.epochs} epochs, encoder every batch) "
+                     f"on {tm.backbone} at {tm.noise.label}, each fit timed alone")
     return lines
 
 
@@ -109,7 +121,9 @@ def _describe_05(params: Params) -> list[str]:
     encoders = [e.display for e in lang.encoders]
     n_fits = len(lang.encoders) * len(lang.tasks) * len(lang.methods) * len(lang.seeds)
     return [f"{lang.source} tasks {lang.tasks} x encoders {encoders} x methods {lang.methods} x seeds {lang.seeds}"
-            f" = {n_fits} fits, each scored ID and on its task's OOD sets",
+            f" = {n_fits} fits, each scored on its validation split, ID and on its task's OOD sets",
+            f"validation: {100 * lang.validation_fraction:g}% of each training split (by movie / speaker where the test"
+            f" split is); the tuners fit on the rest",
             f"caps per class: train {lang.max_train_per_class}, test {lang.max_test_per_class}, OOD {lang.max_ood_per_class}"]
 
 

@@ -12,8 +12,9 @@ METHOD_ORDER = ["LP", "MLP", "NMTune"]
 
 
 def per_test_scores(rows: pd.DataFrame) -> plt.Figure:
-    """LP / MLP / NMTune per test set (ID test splits, then OOD sets), one panel per encoder; bars =
-    mean over seeds of the task metric, error bars = std over seeds."""
+    """LP / MLP / NMTune per test set (ID test splits, then OOD sets; validation rows are left out),
+    one panel per encoder; bars = mean over seeds of the task metric, error bars = std over seeds."""
+    rows = rows[rows["kind"].isin(["ID", "OOD"])]
     d = rows.assign(score_pct=100 * rows["score"], label=rows["kind"] + ": " + rows["test"])
     encoders = list(d["encoder"].unique())
     order = list(dict.fromkeys(d.sort_values("kind", kind="stable")["label"]))
@@ -46,5 +47,21 @@ def feature_spectra(spectra: pd.DataFrame) -> plt.Figure:
         ax.tick_params(axis="x", rotation=30)
         for t in ax.get_xticklabels():
             t.set_horizontalalignment("right")
+    fig.tight_layout()
+    return fig
+
+
+def tuned_spectra(rows: pd.DataFrame) -> plt.Figure:
+    """Fig. 5 analog (language part): SVE and LSVR of what each method's classifier reads (LP: the
+    frozen features; MLP / NMTune: the head's output) on the ID test splits and the OOD sets, mean
+    over tasks and seeds, one bar per encoder and method."""
+    d = rows[rows["kind"].isin(["ID", "OOD"])].assign(label=lambda x: x["encoder"] + ", " + x["kind"])
+    hue = [m for m in METHOD_ORDER if m in set(d["method"])]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for ax, col, title in ((axes[0], "sve", "SVE (authors' variant)"), (axes[1], "lsvr", "LSVR (authors' variant)")):
+        sns.barplot(data=d, x="label", y=col, hue="method", hue_order=hue, errorbar="sd", ax=ax)
+        ax.set_title(title)
+        ax.set_xlabel("")
+        ax.tick_params(axis="x", rotation=20)
     fig.tight_layout()
     return fig

@@ -35,6 +35,7 @@ from sklearn.metrics import f1_score, matthews_corrcoef
 
 __all__ = [
     "METRICS",
+    "SPECTRUM_VARIANTS",
     "accuracy",
     "get_metric",
     "largest_singular_value_ratio",
@@ -62,16 +63,27 @@ def _to_numpy(x: Any) -> np.ndarray:
 # spectral metrics
 
 
-def singular_values(features: Any, *, center: bool = False) -> np.ndarray:
+SPECTRUM_VARIANTS: tuple[str, ...] = ("authors", "raw", "centered")
+"""How a feature matrix is prepared before its singular values are taken (see :func:`singular_values`)."""
+
+
+def singular_values(features: Any, *, variant: str = "authors") -> np.ndarray:
     """Singular values of a feature matrix, in descending order.
 
     Parameters
     ----------
     features : np.ndarray or torch.Tensor, shape (N, D)
         One feature vector per row; non-empty and finite. Computed in float64.
-    center : bool, default False
-        Subtract the column means first (the spectrum of the covariance rather than of the
-        second-moment matrix). The NMTune paper uses the raw features, hence the default.
+    variant : {"authors", "raw", "centered"}, default "authors"
+        What the matrix is before the SVD:
+
+        * ``"authors"`` — the NMTune authors' analysis code (SPEC §3): each row L2-normalised,
+          then each row's own mean over its ``D`` entries subtracted (``x_i ← u_i − mean(u_i)``
+          with ``u_i = x_i/‖x_i‖``; an all-zero row stays zero), then all singular values (their
+          code uses scikit-learn ``TruncatedSVD``; the values are the same). The paper's text
+          does not describe this; the code does, so it is the default everywhere.
+        * ``"raw"`` — the features as they are (the second-moment spectrum).
+        * ``"centered"`` — column means subtracted (the spectrum of the covariance).
 
     Returns
     -------
@@ -85,10 +97,16 @@ def singular_values(features: Any, *, center: bool = False) -> np.ndarray:
         raise ValueError(f"features must be non-empty, got shape {x.shape}")
     if x.dtype == np.bool_ or not np.issubdtype(x.dtype, np.number):
         raise ValueError(f"features must be numeric, got dtype {x.dtype}")
+    if variant not in SPECTRUM_VARIANTS:
+        raise ValueError(f"variant must be one of {list(SPECTRUM_VARIANTS)}, got {variant!r}")
     x = x.astype(np.float64)
     if not np.all(np.isfinite(x)):
         raise ValueError("features must be finite (no NaN or inf)")
-    if center:
+    if variant == "authors":
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        x = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+        x = x - x.mean(axis=1, keepdims=True)
+    elif variant == "centered":
         x = x - x.mean(axis=0, keepdims=True)
     return np.linalg.svd(x, compute_uv=False)
 
@@ -173,38 +191,38 @@ def lsvr(sigma: Any) -> float:
     return float(max(0.0, -np.log(p.max())))
 
 
-def singular_value_entropy(features: Any, *, center: bool = False) -> float:
-    """SVE of a feature matrix: :func:`sve` of its :func:`singular_values`.
+def singular_value_entropy(features: Any, *, variant: str = "authors") -> float:
+    """SVE of a feature matrix: :func:`sve` of its :func:`singular_values` (same ``variant``).
 
     Parameters
     ----------
     features : np.ndarray or torch.Tensor, shape (N, D)
         Non-empty, finite, not all zero.
-    center : bool, default False
-        Column-centre the features first (the paper does not).
+    variant : {"authors", "raw", "centered"}, default "authors"
+        How the matrix is prepared; see :func:`singular_values`.
 
     Returns
     -------
     float
     """
-    return sve(singular_values(features, center=center))
+    return sve(singular_values(features, variant=variant))
 
 
-def largest_singular_value_ratio(features: Any, *, center: bool = False) -> float:
-    """LSVR of a feature matrix: :func:`lsvr` of its :func:`singular_values`.
+def largest_singular_value_ratio(features: Any, *, variant: str = "authors") -> float:
+    """LSVR of a feature matrix: :func:`lsvr` of its :func:`singular_values` (same ``variant``).
 
     Parameters
     ----------
     features : np.ndarray or torch.Tensor, shape (N, D)
         Non-empty, finite, not all zero.
-    center : bool, default False
-        Column-centre the features first (the paper does not).
+    variant : {"authors", "raw", "centered"}, default "authors"
+        How the matrix is prepared; see :func:`singular_values`.
 
     Returns
     -------
     float
     """
-    return lsvr(singular_values(features, center=center))
+    return lsvr(singular_values(features, variant=variant))
 
 
 def spectrum_groups(sigma: Any, edges: tuple[int, int] = (20, 500)) -> dict[str, np.ndarray]:

@@ -11,8 +11,9 @@ kind            what happens to the labels of clean class ``c`` (``n_c`` samples
 ==============  ==========================================================================
 ``symmetric``   exactly ``round(ratio·n_c)`` of them move to a class drawn uniformly among
                 the *other* ``C−1`` classes (NMTune, cleanlab "flip to another class").
-``uniform``     each one, with probability ``ratio``, is re-drawn uniformly over *all* ``C``
-                classes, so it may keep its label (DivideMix "sym" noise).
+``uniform``     exactly ``round(ratio·N)`` samples chosen over *all* classes are re-drawn
+                uniformly over all ``C`` classes, so some keep their label (DivideMix /
+                ELR "sym" noise).
 ``asymmetric``  exactly ``round(ratio·n_c)`` of them move to one fixed target class
                 (``c → c+1 mod C`` by default, a mapping, or the next class in its
                 CIFAR-100 superclass).
@@ -358,21 +359,22 @@ def uniform_noise(
     seed: int,
     n_classes: int | None = None,
 ) -> NoisyLabels:
-    """Re-draw each label, with probability ``ratio``, uniformly over *all* classes.
+    """Re-draw the labels of exactly ``round(ratio·N)`` samples uniformly over *all* classes.
 
-    DivideMix-style "symmetric" noise: each sample independently, with probability ``ratio``,
-    gets a label drawn uniformly from all ``C`` classes, *including its own*. A re-drawn label
-    therefore stays correct with probability ``1/C``, so the expected fraction of wrong labels
-    is ``ratio·(C−1)/C`` -- smaller than ``ratio`` (e.g. 0.45 instead of 0.5 for C = 10) -- and
-    the count per class is random. ``NoisyLabels.is_noisy`` marks only labels that actually
-    changed. Use :func:`symmetric_noise` for an exact fraction of wrong labels.
+    DivideMix / ELR "symmetric" noise: ``round(ratio·N)`` samples (rounding half up), chosen
+    uniformly at random among all ``N`` samples whatever their class, each get a label drawn
+    uniformly from all ``C`` classes, *including its own*. A re-drawn label stays correct with
+    probability ``1/C``, so the expected fraction of wrong labels is ``ratio·(C−1)/C`` (e.g.
+    0.45 instead of 0.5 for C = 10) and the count per class is random. ``NoisyLabels.is_noisy``
+    marks only labels that actually changed. Use :func:`symmetric_noise` for an exact fraction of
+    wrong labels in every class.
 
     Parameters
     ----------
     labels : array-like of int, shape (N,)
         Clean labels, non-negative integers.
     ratio : float
-        Probability that a sample's label is re-drawn, in ``[0, 1)``.
+        Fraction of the samples whose label is re-drawn, in ``[0, 1)``.
     seed : int
         Seed of ``np.random.default_rng``.
     n_classes : int, optional
@@ -384,9 +386,9 @@ def uniform_noise(
     """
     y, ratio, seed, n_classes = _check_common(labels, ratio, seed, n_classes)
     rng = np.random.default_rng(seed)
-    redraw = rng.random(y.size) < ratio
+    chosen = rng.choice(y.size, size=_round_half_up(ratio * y.size), replace=False)
     noisy = y.copy()
-    noisy[redraw] = rng.integers(0, n_classes, size=int(redraw.sum()))
+    noisy[chosen] = rng.integers(0, n_classes, size=chosen.size)
     return _result(y, noisy, n_classes, "uniform", ratio)
 
 

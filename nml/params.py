@@ -109,7 +109,7 @@ class ProbeConfig(_Section):
     batch_size: PositiveInt = 64
     lr: PositiveFloat = 0.01
     weight_decay: NonNegativeFloat = 1e-4
-    standardize: bool = True
+    standardize: bool = Field(default=False, description="z-score features with training statistics (a deviation: the authors' probe reads raw features)")
 
 
 class OODPairing(_Section):
@@ -118,6 +118,12 @@ class OODPairing(_Section):
     name: str
     train: str
     test: list[str] = Field(min_length=1)
+    family: str | None = Field(default=None, description=(
+        "dataset family for OOD averages (each family weighs once); null = the pairing's name"))
+
+    @property
+    def family_name(self) -> str:
+        return self.family or self.name
 
 
 class SpectralSection(_Section):
@@ -131,7 +137,13 @@ class SpectralSection(_Section):
     heldout_test: PositiveInt = 2000
     corruption_severity: Annotated[int, Field(ge=1, le=5)] = 3
     split_seed: int = 0
+    validation_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(default=0.15, description=(
+        "share of each downstream training split held out for validation (every choice is made on it)"))
     probe: ProbeConfig = ProbeConfig()
+    spectrum_variant: Literal["authors", "raw", "centered"] = Field(default="authors", description=(
+        "how features are prepared before the SVD (nml.metrics.singular_values); 'authors' = their analysis code"))
+    claims_variants: list[Literal["authors", "raw", "centered"]] = Field(default=["authors", "raw"], min_length=1,
+                                                                       description="spectrum variants C3a-C3c are judged under")
     spectrum_edges: tuple[PositiveInt, PositiveInt] = (20, 500)
     feature_batch_size: PositiveInt = 512
 
@@ -155,11 +167,36 @@ class TunerConfig(_Section):
     lr: PositiveFloat | None = None
     weight_decay: NonNegativeFloat | None = None
     hidden_mult: PositiveFloat | None = None
-    standardize: bool = True
+    standardize: bool = Field(default=False, description="z-score features first (a deviation: the authors' head reads raw features)")
 
     def kwargs(self) -> dict:
         """Keyword arguments for ``MLPTuner`` / ``NMTune`` (unset keys fall back to the preset)."""
         return {k: v for k, v in self.model_dump().items() if v is not None and k != "preset"}
+
+
+class ViewsConfig(_Section):
+    """Augmented views for the tuners that read two views per step (NMTune's official loop).
+
+    The authors re-run the encoder on every batch with their train transform,
+    ``RandomResizedCrop(scale=(0.8, 1.0))`` + horizontal flip; here each training image gets a
+    bank of ``n`` augmented copies, extracted once, and every step draws two of them.
+    """
+
+    n: Annotated[int, Field(ge=2)] = Field(default=4, description="augmented views extracted per training image")
+    scale: tuple[Annotated[float, Field(gt=0.0, le=1.0)], Annotated[float, Field(gt=0.0, le=1.0)]] = Field(
+        default=(0.8, 1.0), description="RandomResizedCrop area range (the authors': 0.8-1.0)")
+    flip: bool = Field(default=True, description="horizontal flip (the authors': true)")
+
+    @field_validator("scale")
+    @classmethod
+    def _ordered(cls, scale: tuple[float, float]) -> tuple[float, float]:
+        if scale[0] > scale[1]:
+            raise ValueError(f"expected [low, high] with low <= high, got {list(scale)}")
+        return scale
+
+    @property
+    def augment_id(self) -> str:
+        return f"rrc{self.scale[0]:g}-{self.scale[1]:g}{'+flip' if self.flip else ''}"
 
 
 class CheckpointSelection(_Section):
@@ -181,6 +218,8 @@ class RealModelsConfig(_Section):
     max_test_per_class: PositiveInt | None = None
     ood_tests_per_pairing: PositiveInt | None = Field(default=None, description="first k test domains of each OOD pairing")
     tuner: TunerConfig | None = Field(default=None, description="null = nmtune.tuner")
+    views: Annotated[int, Field(ge=2)] | None = Field(default=None, description=(
+        "augmented views per training image for two-view tuners; null = nmtune.views.n"))
 
 
 class AblationConfig(_Section):
@@ -222,6 +261,7 @@ class NMTuneSection(_Section):
 
     methods: list[TunerName] = ["lp", "mlp", "nmtune"]
     tuner: TunerConfig = TunerConfig()
+    views: ViewsConfig = ViewsConfig()
     checkpoints: CheckpointSelection = CheckpointSelection()
     n_jobs: PositiveInt = 1
     real_models: RealModelsConfig
@@ -265,15 +305,12 @@ class TurnBackbone(_Section):
 
 
 class TurnMethodConfig(_Section):
-    """TURN's own hyper-parameters (SPEC §2)."""
+    """TURN's own hyper-parameters (SPEC §2). Step 1 is the GCE-LP baseline: its epochs, batch
+    size, optimiser, learning rate and q are ``turn.lp`` (or the backbone's ``lp``) and
+    ``turn.gce_q``, so the two cannot drift apart."""
 
-    epochs_lp: PositiveInt = 20
     epochs_fft: PositiveInt = 4
-    q: Annotated[float, Field(gt=0.0, le=1.0)] = 0.7
     tau: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.6
-    bn_mode: Literal["recalibrate", "frozen", "train"] = Field(default="frozen", description=(
-        "BatchNorm statistics and TURN's LP head: 'recalibrate' them on the training images before step 1, "
-        "keep them 'frozen' during FFT, or 'train' them in FFT as usual (see nml.finetune.TURN)"))
 
 
 class ELRConfig(_Section):
@@ -336,6 +373,33 @@ class TSNEConfig(_Section):
     perplexity: PositiveFloat = 30.0
 
 
+class TimingConfig(_Section):
+    """T4: TURN's training time against DivideMix-LP and UNICON-LP run the paper's way (the frozen
+    encoder re-run on every augmented batch), one fit at a time so every method is timed alike."""
+
+    enabled: bool = True
+    backbone: str
+    noise: LabelNoise = Field(description="the paper's Fig. 3a setting: symmetric 90%")
+    epochs: Annotated[int, Field(ge=2)] = Field(default=5, description="epochs of DivideMix-LP / UNICON-LP (Fig. 3a: 5)")
+    warmup_epochs: Annotated[int, Field(ge=1)] = 1
+
+
+class DownstreamCandidate(_Section):
+    """A (downstream set, backbone) pair measured for the TURN regime (clean-label LP on validation)."""
+
+    dataset: str
+    backbone: str
+    image_size: PositiveInt | None = None
+
+
+class RegimeConfig(_Section):
+    """Which downstream set and backbones give TURN its regime (a strong linear probe), measured."""
+
+    min_clean_lp: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
+        default=0.8, description="clean-label LP accuracy on the validation split a backbone must reach")
+    candidates: list[DownstreamCandidate] = Field(default_factory=list)
+
+
 class TurnSection(_Section):
     """Notebook 04: fine-tuning on noisy downstream labels — TURN vs the baselines."""
 
@@ -352,8 +416,16 @@ class TurnSection(_Section):
     methods: list[NoisyLabelMethod] = Field(min_length=1)
     seeds: list[int] = Field(min_length=1)
     n_jobs: PositiveInt = 1
+    validation_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(default=0.2, description=(
+        "share of the (noisy) training split held out for validation: stratified on the noisy labels, "
+        "seeded per run; 'best' and every selection read it"))
     lp: OptimConfig
     fft: OptimConfig
+    lp_standardize: bool = Field(default=False, description=(
+        "z-score features for every linear head on frozen features (LP baselines, DivideMix / UNICON, TURN step 1); "
+        "the authors' probes read raw features"))
+    bn_mode: Literal["train", "frozen", "recalibrate"] = Field(default="train", description=(
+        "BatchNorm statistics during full fine-tuning, for TURN and the FFT baselines alike (nml.finetune.full.BN_MODES)"))
     augment: AugmentConfig = AugmentConfig()
     gce_q: Annotated[float, Field(gt=0.0, le=1.0)] = 0.7
     elr: ELRConfig = ELRConfig()
@@ -363,6 +435,8 @@ class TurnSection(_Section):
     sensitivity: SensitivityConfig
     purity: PurityConfig
     tsne: TSNEConfig
+    timing: TimingConfig | None = None
+    regime: RegimeConfig = RegimeConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> TurnSection:
@@ -371,12 +445,15 @@ class TurnSection(_Section):
             raise ValueError(f"turn.backbones: names repeat: {names}")
         problems = []
         for key, used in (("components.backbones", self.components.backbones), ("tsne.backbones", self.tsne.backbones),
-                          ("sensitivity.backbone", [self.sensitivity.backbone]), ("purity.backbone", [self.purity.backbone])):
+                          ("sensitivity.backbone", [self.sensitivity.backbone]), ("purity.backbone", [self.purity.backbone]),
+                          ("timing.backbone", [self.timing.backbone] if self.timing else [])):
             extra = [u for u in used if u not in names]
             if extra:
                 problems.append(f"turn.{key}: {extra} not in turn.backbones {names}")
         if self.two_networks.warmup_epochs >= self.lp.epochs:
             problems.append(f"turn.two_networks.warmup_epochs ({self.two_networks.warmup_epochs}) must be < turn.lp.epochs ({self.lp.epochs})")
+        if self.timing is not None and self.timing.warmup_epochs >= self.timing.epochs:
+            problems.append(f"turn.timing.warmup_epochs ({self.timing.warmup_epochs}) must be < turn.timing.epochs ({self.timing.epochs})")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -433,13 +510,16 @@ class LanguageSection(_Section):
     tuner: TunerConfig | None = Field(default=None, description="MLP / NMTune head; null = nmtune.tuner")
     seeds: list[int] = Field(min_length=1)
     n_jobs: PositiveInt = 1
-    max_train_per_class: PositiveInt | None = None
-    max_test_per_class: PositiveInt | None = None
-    max_ood_per_class: PositiveInt | None = None
-    split_seed: int = 0
-    test_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(default=0.3, description="of the movies (review tasks)")
-    party_test_speakers: list[str] = Field(default=["KAINE", "PENCE"], min_length=1)
-    min_words: PositiveInt = 5
+    max_train_per_class: PositiveInt | None = Field(default=None, description="texts per class in a training split (a budget cap)")
+    max_test_per_class: PositiveInt | None = Field(default=None, description="texts per class in an ID test split (a budget cap)")
+    max_ood_per_class: PositiveInt | None = Field(default=None, description="texts per class in an OOD set (a budget cap)")
+    split_seed: int = Field(default=0, description="seeds the test, validation and cap draws")
+    test_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
+        default=0.3, description="of the movies (review tasks) or of each party's speakers (party) held out for test")
+    validation_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
+        default=0.2, description="of each training split carved off for validation (by movie / speaker where the test "
+                                 "split is); the tuners fit on the rest")
+    min_words: PositiveInt = Field(default=5, description="shorter paragraphs / statements are dropped (\"Thank you.\")")
     lexicon: LexiconConfig = LexiconConfig()
 
     @model_validator(mode="after")
@@ -549,6 +629,13 @@ class Params(_Section):
                 continue
             if b.name == "opennsfw":
                 problems.append(f"turn.backbones[{i}].name: 'opennsfw' is an ONNX black box; fine-tuning needs a torch module")
+        for i, c in enumerate(t.regime.candidates):
+            if c.backbone == "checkpoint":
+                continue
+            try:
+                check_encoder_name(c.backbone)
+            except KeyError as err:
+                problems.append(f"turn.regime.candidates[{i}].backbone: {err.args[0]} (or 'checkpoint')")
         return problems
 
     def dataset_references(self) -> list[tuple[str, str]]:
@@ -562,6 +649,7 @@ class Params(_Section):
             refs += [(f"spectral.ood[{i}].test[{j}]", n) for j, n in enumerate(pair.test)]
         if self.turn is not None:
             refs.append(("turn.dataset", self.turn.dataset))
+            refs += [(f"turn.regime.candidates[{i}].dataset", c.dataset) for i, c in enumerate(self.turn.regime.candidates)]
         return refs
 
     def missing_datasets(self) -> dict[str, list[str]]:

@@ -27,11 +27,20 @@ def save_figure(fig: plt.Figure, out_dir: str | Path, name: str) -> Path:
     return path
 
 
+def _array_columns(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if df[c].dtype == object and df[c].map(lambda v: isinstance(v, np.ndarray)).any()]
+
+
 def save_table(df: pd.DataFrame, out_dir: str | Path, name: str) -> Path:
-    """Write ``name.csv`` atomically into ``out_dir``."""
+    """Write ``name.csv`` atomically into ``out_dir``.
+
+    Columns holding arrays (e.g. ``pred``, a fit's predictions on its test set, which the claims
+    resample) are left out of the CSV: they are inputs of computations, not table cells.
+    """
     from nml.cache import atomic_write_text
 
-    path = atomic_write_text(Path(out_dir) / f"{name}.csv", df.to_csv(index=False))
+    arrays = _array_columns(df)
+    path = atomic_write_text(Path(out_dir) / f"{name}.csv", df.drop(columns=arrays).to_csv(index=False))
     log.info("wrote %s", path)
     return path
 

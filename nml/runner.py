@@ -159,6 +159,23 @@ def execute_plan(plan: RunPlan, *, kernel_name: str | None = None, log_output: b
             log_output=log_output,
             progress_bar=True,
         )
-        log.info("finished %s in %.1f s", nb.path.name, time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        log.info("finished %s in %.1f s", nb.path.name, seconds)
+        record_timing(plan.figures_dir, nb.name, seconds)
         done.append(out)
     return done
+
+
+def record_timing(figures_dir: Path, notebook: str, seconds: float) -> Path:
+    """Put ``notebook``'s wall time into ``figures_dir/run_timings.csv`` (one row per notebook, the
+    latest run's), which the README's timings block is generated from."""
+    import datetime
+
+    import pandas as pd
+
+    path = Path(figures_dir) / "run_timings.csv"
+    table = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["notebook", "seconds", "finished"])
+    finished = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    row = pd.DataFrame([{"notebook": notebook, "seconds": round(seconds, 1), "finished": finished}])
+    table = pd.concat([table[table["notebook"] != notebook], row], ignore_index=True).sort_values("notebook")
+    return atomic_write_text(path, table.to_csv(index=False))

@@ -65,3 +65,32 @@ def random_crop_flip(batch: torch.Tensor, generator: torch.Generator, *, pad: in
         mask = torch.rand(n, generator=generator) < 0.5
         out = torch.where(mask[:, None, None, None], out.flip(-1), out)
     return out.contiguous()
+
+
+def random_resized_crop(batch: torch.Tensor, generator: torch.Generator, *, scale: tuple[float, float] = (0.8, 1.0),
+                        ratio: tuple[float, float] = (3 / 4, 4 / 3), flip: bool = True) -> torch.Tensor:
+    """The NMTune authors' train transform on a batch: ``RandomResizedCrop(scale, ratio)`` + h-flip.
+
+    Each image gets its own crop: an area fraction drawn uniformly from ``scale``, an aspect
+    ratio log-uniformly from ``ratio`` (both sides clipped to the image), a uniformly placed
+    centre, resized back to the input size (bilinear, one ``grid_sample`` for the whole batch),
+    then flipped with probability 0.5 when ``flip``. The authors use ``scale=(0.8, 1.0)``.
+    """
+    if not 0 < scale[0] <= scale[1] <= 1:
+        raise ValueError(f"scale must satisfy 0 < low <= high <= 1, got {scale}")
+    n = batch.shape[0]
+    area = scale[0] + (scale[1] - scale[0]) * torch.rand(n, generator=generator)
+    log_r = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * torch.rand(n, generator=generator)
+    aspect = torch.exp(log_r)
+    w = torch.sqrt(area * aspect).clamp(max=1.0)  # crop width and height as fractions of the image side
+    h = torch.sqrt(area / aspect).clamp(max=1.0)
+    cx = (1 - w) * (2 * torch.rand(n, generator=generator) - 1)  # centre in [-1, 1] coordinates
+    cy = (1 - h) * (2 * torch.rand(n, generator=generator) - 1)
+    sx = w.clone()
+    if flip:
+        sx = torch.where(torch.rand(n, generator=generator) < 0.5, -sx, sx)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, cx, h, cy
+    x = batch.float()
+    grid = torch.nn.functional.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)

@@ -18,20 +18,33 @@ def _order(rows: pd.DataFrame) -> list[str]:
 
 
 def best_last(rows: pd.DataFrame) -> plt.Figure:
-    """Table 2 analog: best (bar) and last (dot) test accuracy per method, one panel per backbone × noise."""
-    d = rows.assign(best_pct=100 * rows["best"], last_pct=100 * rows["last"])
+    """Table 2 analog per method, one panel per backbone × noise: best (bar: test accuracy at the
+    best-validation epoch), last (dot) and the paper's best test epoch (tick: oracle, as in the
+    paper); TURN's step-1 LP accuracy as a cross."""
+    d = rows.assign(best_pct=100 * rows["best"], last_pct=100 * rows["last"], oracle_pct=100 * rows["best_oracle"],
+                    lp_pct=100 * rows["lp_acc"])
     backbones, noises = list(dict.fromkeys(d["backbone"])), list(dict.fromkeys(d["noise"]))
     order = _order(d)
-    fig, axes = plt.subplots(len(backbones), len(noises), figsize=(3.6 * len(noises), 3.4 * len(backbones)),
+    fig, axes = plt.subplots(len(backbones), len(noises), figsize=(3.8 * len(noises), 3.6 * len(backbones)),
                              squeeze=False, sharey=True)
     for i, b in enumerate(backbones):
         for j, n in enumerate(noises):
             ax = axes[i, j]
             sub = d[(d["backbone"] == b) & (d["noise"] == n)]
             sns.barplot(sub, y="label", x="best_pct", order=order, errorbar="sd", color="#9ecae1", ax=ax)
-            means = sub.groupby("label")["last_pct"].mean().reindex(order)
-            ax.scatter(means.values, np.arange(len(order)), color="#08519c", zorder=3, s=14, label="last")
-            ax.set(title=f"{b}\n{n}", xlabel="test accuracy (%): bar best, dot last", ylabel="", xlim=(0, 100))
+            means = sub.groupby("label")[["last_pct", "oracle_pct", "lp_pct"]].mean().reindex(order)
+            pos = np.arange(len(order))
+            ax.scatter(means["last_pct"], pos, color="#08519c", zorder=3, s=14, label="last")
+            ax.scatter(means["oracle_pct"], pos, color="#cb181d", marker="|", zorder=3, s=80,
+                       label="best test epoch (oracle, as in the paper)")
+            ax.scatter(means["lp_pct"], pos, color="#238b45", marker="x", zorder=3, s=20, label="TURN step 1 (LP)")
+            ax.set(title=f"{b}\n{n}", xlabel="test accuracy (%)", ylabel="", xlim=(0, 100))
+            if i == 0 and j == 0:
+                from matplotlib.patches import Patch
+
+                handles, names = ax.get_legend_handles_labels()
+                ax.legend([Patch(color="#9ecae1"), *handles], ["best (at the best-validation epoch)", *names],
+                          loc="lower left", fontsize=6)
     fig.tight_layout()
     return fig
 
@@ -48,7 +61,8 @@ def time_vs_accuracy(rows: pd.DataFrame, noise: str) -> plt.Figure:
         for r in sub.itertuples():
             ax.annotate(r.label.split(" ")[0], (r.fit_seconds, 100 * r.best), fontsize=7, xytext=(3, 3),
                         textcoords="offset points")
-        ax.set(xscale="log", title=f"{b}, {noise}", xlabel="training time (s, log; this machine)", ylabel="best test accuracy (%)")
+        ax.set(xscale="log", title=f"{b}, {noise}", xlabel="training time (s, log; this machine)",
+               ylabel="best test accuracy (%, best-validation epoch)")
     if len(backbones) and axes[0, 0].get_legend() is not None:
         sns.move_legend(axes[0, 0], "lower left", fontsize=7, title=None)
     fig.tight_layout()

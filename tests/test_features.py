@@ -79,3 +79,41 @@ def test_array_id_is_content_addressed():
     b = a.copy()
     b[0, 0] = 99
     assert feat.array_id(a) != feat.array_id(b)
+
+
+def test_view_bank_is_cached_augmented_and_reproducible(nml_home):
+    from functools import partial
+
+    from nml.features import view_bank
+    from nml.training import random_resized_crop
+
+    torch.manual_seed(0)
+    encoder = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 5)).eval()
+    images = torch.rand(30, 1, 8, 8)
+    augment = partial(random_resized_crop, scale=(0.5, 1.0), flip=True)
+    kw = {"n_views": 3, "augment": augment, "augment_id": "rrc0.5-1+flip", "data_id": "toy", "split": "train",
+          "transform": "none", "batch_size": 16}
+    bank = view_bank(encoder, images, **kw)
+    assert bank.shape == (30, 3, 5)
+    assert not np.allclose(bank[:, 0], bank[:, 1])  # the views differ
+    with torch.no_grad():
+        plain = encoder(images).numpy()
+    assert not np.allclose(bank[:, 0], plain)  # and are augmented
+    assert np.array_equal(view_bank(encoder, images, **kw), bank)  # same seeds, same views (from the cache)
+    with pytest.raises(ValueError, match="at least 2 views"):
+        view_bank(encoder, images, **{**kw, "n_views": 1})
+
+
+def test_random_resized_crop_identity_flip_and_seed():
+    from nml.training import random_resized_crop
+
+    x = torch.arange(16.0).reshape(1, 1, 4, 4).repeat(5, 1, 1, 1)
+    same = random_resized_crop(x, torch.Generator().manual_seed(0), scale=(1.0, 1.0), ratio=(1.0, 1.0), flip=False)
+    assert torch.allclose(same, x, atol=1e-5)  # the whole image, unflipped
+    flipped = random_resized_crop(x, torch.Generator().manual_seed(0), scale=(1.0, 1.0), ratio=(1.0, 1.0), flip=True)
+    assert all(torch.allclose(f, x[0]) or torch.allclose(f, x[0].flip(-1)) for f in flipped)
+    a = random_resized_crop(x, torch.Generator().manual_seed(1), scale=(0.5, 0.9))
+    b = random_resized_crop(x, torch.Generator().manual_seed(1), scale=(0.5, 0.9))
+    assert torch.equal(a, b) and a.shape == x.shape
+    with pytest.raises(ValueError, match="scale must satisfy"):
+        random_resized_crop(x, torch.Generator(), scale=(0.9, 0.5))

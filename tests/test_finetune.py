@@ -28,6 +28,7 @@ from nml.finetune import (
     make_method,
     method_input,
 )
+from nml.finetune.base import select_epochs
 from nml.finetune.losses import soft_cross_entropy
 from nml.noise import symmetric_noise
 
@@ -382,8 +383,9 @@ def test_fit_predict_shapes_and_consistency(method):
 
 def test_history_and_timing(method):
     make, (X, y, X_test, y_test), _ = method
-    est = make().fit(X, y, eval_set=(X_test, y_test))
-    assert len(est.history_) == n_epochs(est)
+    X_val, y_val = X[:40], y[:40]
+    est = make().fit(X, y, eval_set=(X_test, y_test), val_set=(X_val, y_val))
+    assert len(est.history_) == len(est.test_predictions_) == n_epochs(est)
     if isinstance(est, TURN):
         phases = ["lp"] * est.epochs_lp + ["fft"] * est.epochs_fft
         epochs = list(range(est.epochs_lp)) + list(range(est.epochs_fft))
@@ -392,14 +394,49 @@ def test_history_and_timing(method):
         epochs = list(range(est.epochs))
     assert [h["phase"] for h in est.history_] == phases
     assert [h["epoch"] for h in est.history_] == epochs
-    accs = [h["test_acc"] for h in est.history_]
-    assert est.best_test_acc_ == max(accs) >= est.last_test_acc_ == accs[-1]
+    for h, pred in zip(est.history_, est.test_predictions_, strict=True):
+        assert h["test_acc"] == pytest.approx(np.mean(pred == y_test)) and 0 <= h["val_acc"] <= 1
+    # best / oracle / last cover the fine-tuning phase only: TURN's LP epochs are not candidates
+    tuning = [h for h in est.history_ if h["phase"] == ("fft" if isinstance(est, TURN) else phases[0])]
+    vals = [h["val_acc"] for h in tuning]
+    assert est.best_test_acc_ == tuning[vals.index(max(vals))]["test_acc"]
+    assert est.oracle_test_acc_ == max(h["test_acc"] for h in tuning) >= est.best_test_acc_
+    assert est.oracle_test_acc_ >= est.last_test_acc_ == tuning[-1]["test_acc"]
     assert est.last_test_acc_ == pytest.approx(est.score(X_test, y_test))
+    if isinstance(est, TURN):
+        lp = [h for h in est.history_ if h["phase"] == "lp"]
+        assert est.lp_test_acc_ == lp[-1]["test_acc"]
+        # the LP head's validation accuracy is scored on the same validation images
+        assert lp[-1]["val_acc"] == pytest.approx(np.mean(
+            est.classes_[(backbone_features(tiny_backbone(), X_val) @ est.lp_coef_.T + est.lp_intercept_).argmax(1)] == y_val))
     assert est.fit_seconds_ > 0
+    # without val_set: no validation accuracy, so no best-by-validation (NaN); oracle and last stay
+    no_val = make().fit(X, y, eval_set=(X_test, y_test))
+    assert all("val_acc" not in h for h in no_val.history_) and np.isnan(no_val.best_test_acc_)
+    assert no_val.oracle_test_acc_ == est.oracle_test_acc_ and no_val.last_test_acc_ == est.last_test_acc_
     # without eval_set: no history, NaN accuracies, same model
     quiet = make().fit(X, y)
-    assert quiet.history_ == [] and np.isnan(quiet.best_test_acc_) and np.isnan(quiet.last_test_acc_)
+    assert quiet.history_ == [] and quiet.test_predictions_ == []
+    assert np.isnan(quiet.best_test_acc_) and np.isnan(quiet.last_test_acc_) and np.isnan(quiet.oracle_test_acc_)
     assert np.allclose(quiet.decision_function(X_test), est.decision_function(X_test), atol=1e-5)
+
+
+def test_select_epochs_on_a_fixed_history():
+    history = [
+        {"phase": "lp", "epoch": 0, "val_acc": 0.9, "test_acc": 0.95},  # the LP step: never a candidate of TURN's best
+        {"phase": "fft", "epoch": 0, "val_acc": 0.40, "test_acc": 0.50},
+        {"phase": "fft", "epoch": 1, "val_acc": 0.60, "test_acc": 0.55},
+        {"phase": "fft", "epoch": 2, "val_acc": 0.60, "test_acc": 0.70},  # tie on validation: the earlier epoch wins
+        {"phase": "fft", "epoch": 3, "val_acc": 0.50, "test_acc": 0.80},  # the oracle, chosen on test labels
+        {"phase": "fft", "epoch": 4, "val_acc": 0.45, "test_acc": 0.65},
+    ]
+    assert select_epochs(history, ("fft",)) == {"best": 2, "oracle": 4, "last": 5}
+    assert select_epochs(history) == {"best": 0, "oracle": 0, "last": 5}  # all phases
+    assert select_epochs(history, ("lp",)) == {"best": 0, "oracle": 0, "last": 0}
+    no_val = [{k: v for k, v in h.items() if k != "val_acc"} for h in history]
+    assert select_epochs(no_val, ("fft",)) == {"best": -1, "oracle": 4, "last": 5}
+    with pytest.raises(ValueError, match="no evaluation point in phases"):
+        select_epochs(history, ("warmup",))
 
 
 def test_string_labels(method):
@@ -610,7 +647,7 @@ def test_turn_beats_full_fine_tuning_under_noise(noisy_problem, noisy_turn):
     assert ce_clean.last_test_acc_ > 0.85 and ce_clean.last_test_acc_ > ce.last_test_acc_ + 0.1
     assert noisy_turn.last_test_acc_ > 0.9
     assert noisy_turn.last_test_acc_ > ce.last_test_acc_ + 0.1, (noisy_turn.last_test_acc_, ce.history_)
-    assert noisy_turn.last_test_acc_ > ce.best_test_acc_ + 0.1
+    assert noisy_turn.last_test_acc_ > ce.oracle_test_acc_ + 0.1  # even CE's best test epoch
 
 
 def _record_training(monkeypatch):
@@ -720,7 +757,7 @@ def test_turn_lp_fold_is_exact(monkeypatch):
     raw = TURN(backbone=tiny_backbone(), epochs_lp=5, lp_batch_size=32, lp_lr=1e-2)  # the default: no scaling
     raw.classes_ = np.arange(3)
     raw_head = raw._linear_probe(feats, y, None, None, torch.device("cpu"))
-    assert torch.allclose(raw_head.weight, layers[0].weight) and torch.allclose(raw_head.bias, layers[0].bias)
+    assert torch.equal(raw_head.weight, layers[0].weight) and torch.equal(raw_head.bias, layers[0].bias)
     layers.clear()
     est = TURN(backbone=tiny_backbone(), epochs_lp=5, lp_batch_size=32, lp_lr=1e-2, lp_standardize=True)
     est.classes_ = np.arange(3)
@@ -735,6 +772,62 @@ def test_turn_lp_fold_is_exact(monkeypatch):
             assert np.allclose(folded, standardised, atol=1e-4)
         accuracy = np.mean(head(torch.from_numpy(feats)).argmax(1).numpy() == y)
     assert accuracy > 0.8  # the probe is a real classifier, not a trivial one
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_turn_step1_is_the_gce_lp_baseline_head(optimizer, image_problem):
+    """TURN's step 1 and the GCE-LP estimator, on the same features, labels and seed, give the same
+    head: equal weights (raw features, the default of both), equal logits when both standardise."""
+    X, y, X_test, _ = image_problem
+    feats = backbone_features(tiny_backbone(), X)
+    lp = {"epochs": 4, "batch_size": 32, "lr": 5e-3, "weight_decay": 1e-4, "momentum": 0.8, "optimizer": optimizer}
+    turn_lp = {f"{'epochs_lp' if k == 'epochs' else 'lp_' + k}": v for k, v in lp.items()}
+    gce = NoisyLinearProbe(loss="gce", q=0.6, seed=4, **lp).fit(feats, y)
+    turn = TURN(backbone=tiny_backbone(), q=0.6, seed=4, epochs_fft=1, optimizer="adamw", momentum=0.0,
+                **turn_lp).fit(X, y, features=feats)
+    assert np.array_equal(turn.lp_coef_, gce.coef_) and np.array_equal(turn.lp_intercept_, gce.intercept_)
+    # the same without cached features (TURN extracts them itself)
+    again = TURN(backbone=tiny_backbone(), q=0.6, seed=4, epochs_fft=1, **turn_lp).fit(X, y)
+    assert np.array_equal(again.lp_coef_, gce.coef_)
+    # one scaling for both: standardised features give the same classifier (TURN folds the scaling)
+    gce_std = NoisyLinearProbe(loss="gce", q=0.6, seed=4, standardize=True, **lp).fit(feats, y)
+    turn_std = TURN(backbone=tiny_backbone(), q=0.6, seed=4, epochs_fft=1, lp_standardize=True, **turn_lp).fit(
+        X, y, features=feats)
+    test_feats = backbone_features(tiny_backbone(), X_test)
+    assert np.allclose(test_feats @ turn_std.lp_coef_.T + turn_std.lp_intercept_, gce_std.decision_function(test_feats),
+                       atol=1e-4)
+    # and a different seed gives a different head (the equality above is not vacuous)
+    other = NoisyLinearProbe(loss="gce", q=0.6, seed=5, **lp).fit(feats, y)
+    assert not np.allclose(other.coef_, gce.coef_)
+
+
+def bn_backbone() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+@pytest.mark.parametrize("name", ["ce-fft", "gce-fft", "elr-fft", "turn"])
+def test_one_bn_policy_for_every_fft_method(name):
+    """The same ``bn_mode`` does the same to BatchNorm in TURN and in every FFT baseline."""
+    from nml.finetune.full import recalibrate_bn_statistics
+
+    backbone = bn_backbone()
+    X = torch.randn(40, 1, 8, 8) + 3.0  # far from the running statistics (mean 0, var 1)
+    y = np.arange(40) % 2
+    kw = {"epochs_lp": 1, "epochs_fft": 2} if name == "turn" else {"epochs": 2}
+    fit = lambda mode, **extra: make_method(name, backbone=backbone, batch_size=8, augment=False, bn_mode=mode,  # noqa: E731
+                                            **kw, **extra).fit(X, y)
+    frozen = fit("frozen").model_.backbone[1]
+    assert torch.equal(frozen.running_mean, backbone[1].running_mean) and torch.equal(frozen.running_var, backbone[1].running_var)
+    assert not torch.equal(frozen.weight, backbone[1].weight)  # the affine weights still train
+    assert fit("train").model_.backbone[1].running_mean.abs().mean() > 0.1  # statistics follow the batches
+    expected = copy.deepcopy(backbone)
+    recalibrate_bn_statistics(expected, X, batch_size=20, device=torch.device("cpu"))
+    recal = fit("recalibrate", lr=1e-12, **({"lp_lr": 1e-12} if name == "turn" else {})).model_.backbone[1]
+    assert torch.allclose(recal.running_mean, expected[1].running_mean, atol=0.1)
+    assert torch.equal(backbone[1].running_mean, torch.zeros(4))  # the caller's backbone is untouched
+    with pytest.raises(ValueError, match="bn_mode must be one of"):
+        make_method(name, backbone=backbone, bn_mode="yes", **kw).fit(X, y)
 
 
 def test_turn_eval_features_give_the_same_lp_history(image_problem):

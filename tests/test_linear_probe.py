@@ -68,5 +68,5 @@ def test_fits_inside_no_grad(blobs):
     import torch
 
     with torch.no_grad():
-        probe = LinearProbe(epochs=2).fit(*blobs)
-    assert probe.score(*blobs) > 0.5
+        probe = LinearProbe(epochs=10, batch_size=32).fit(*blobs)
+    assert probe.score(*blobs) > 0.95  # as outside no_grad (test_fits_separable_data)

@@ -53,10 +53,10 @@ def label_pairs(draw, max_classes: int = 6):
 
 def test_two_singular_values_3_and_1():
     features = np.array([[3.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
-    np.testing.assert_allclose(singular_values(features), [3.0, 1.0])
+    np.testing.assert_allclose(singular_values(features, variant="raw"), [3.0, 1.0])
     expected_sve = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
-    assert singular_value_entropy(features) == pytest.approx(expected_sve)
-    assert largest_singular_value_ratio(features) == pytest.approx(-math.log(0.75))
+    assert singular_value_entropy(features, variant="raw") == pytest.approx(expected_sve)
+    assert largest_singular_value_ratio(features, variant="raw") == pytest.approx(-math.log(0.75))
     assert sve([3.0, 1.0]) == pytest.approx(expected_sve)
     assert lsvr([1.0, 3.0]) == pytest.approx(-math.log(0.75))  # order does not matter
 
@@ -64,8 +64,8 @@ def test_two_singular_values_3_and_1():
 def test_rank_one_matrix_has_zero_sve_and_lsvr():
     rng = np.random.default_rng(0)
     features = np.outer(rng.standard_normal(50), rng.standard_normal(8))
-    assert singular_value_entropy(features) == pytest.approx(0.0, abs=1e-9)
-    assert largest_singular_value_ratio(features) == pytest.approx(0.0, abs=1e-9)
+    assert singular_value_entropy(features, variant="raw") == pytest.approx(0.0, abs=1e-9)
+    assert largest_singular_value_ratio(features, variant="raw") == pytest.approx(0.0, abs=1e-9)
     assert sve([2.0, 0.0, 0.0]) == 0.0 and lsvr([2.0, 0.0, 0.0]) == 0.0
 
 
@@ -73,32 +73,68 @@ def test_rank_one_matrix_has_zero_sve_and_lsvr():
 def test_orthogonal_equal_scale_matrix_has_log_d(d):
     q, _ = np.linalg.qr(np.random.default_rng(d).standard_normal((40, d)))
     features = 2.5 * q  # orthonormal columns, all singular values 2.5
-    np.testing.assert_allclose(singular_values(features), 2.5)
-    assert singular_value_entropy(features) == pytest.approx(math.log(d), abs=1e-12)
-    assert largest_singular_value_ratio(features) == pytest.approx(math.log(d), abs=1e-12)
+    np.testing.assert_allclose(singular_values(features, variant="raw"), 2.5)
+    assert singular_value_entropy(features, variant="raw") == pytest.approx(math.log(d), abs=1e-12)
+    assert largest_singular_value_ratio(features, variant="raw") == pytest.approx(math.log(d), abs=1e-12)
+
+
+def test_authors_variant_by_hand():
+    # rows [3, 4] and [1, 0]: L2-normalised [0.6, 0.8] and [1, 0]; minus each row's mean (0.7, 0.5):
+    # [-0.1, 0.1] and [0.5, -0.5], a rank-1 matrix with singular value sqrt(0.02 + 0.5)
+    features = np.array([[3.0, 4.0], [1.0, 0.0]])
+    np.testing.assert_allclose(singular_values(features), [math.sqrt(0.52), 0.0], atol=1e-12)
+    np.testing.assert_allclose(singular_values(features, variant="authors"), singular_values(features))
+    assert largest_singular_value_ratio(features) == pytest.approx(0.0, abs=1e-12)
+
+
+@FAST
+@given(features=feature_matrices(), scales=st.lists(st.floats(1e-2, 1e2), min_size=1, max_size=1))
+def test_authors_variant_ignores_each_rows_scale(features, scales):
+    # L2-normalising the rows first makes the spectrum blind to how long each feature vector is
+    row_scales = np.random.default_rng(0).uniform(0.1, 10.0, size=(features.shape[0], 1)) * scales[0]
+    np.testing.assert_allclose(singular_values(features * row_scales), singular_values(features), atol=1e-9)
+
+
+def test_authors_variant_matches_truncated_svd_of_the_transformed_rows():
+    from sklearn.decomposition import TruncatedSVD
+
+    features = np.abs(np.random.default_rng(3).standard_normal((60, 12)))
+    u = features / np.linalg.norm(features, axis=1, keepdims=True)
+    u = u - u.mean(axis=1, keepdims=True)
+    svd = TruncatedSVD(n_components=11, algorithm="arpack").fit(u)
+    np.testing.assert_allclose(singular_values(features)[:11], svd.singular_values_, rtol=1e-6)
+
+
+def test_unknown_variant_is_rejected():
+    with pytest.raises(ValueError, match="variant must be one of"):
+        singular_values(np.eye(3), variant="paper")
 
 
 @FAST
 @given(features=feature_matrices(), scale=st.floats(1e-3, 1e3))
 def test_sve_and_lsvr_scale_invariant(features, scale):
-    assert singular_value_entropy(scale * features) == pytest.approx(
-        singular_value_entropy(features), abs=1e-9
-    )
-    assert largest_singular_value_ratio(scale * features) == pytest.approx(
-        largest_singular_value_ratio(features), abs=1e-9
-    )
+    # with D = 1 the authors' row centring leaves nothing: that variant needs D >= 2
+    for variant in ("raw", "centered", "authors") if features.shape[1] > 1 else ("raw",):
+        if not singular_values(features, variant=variant).sum() > 1e-9:
+            continue
+        assert singular_value_entropy(scale * features, variant=variant) == pytest.approx(
+            singular_value_entropy(features, variant=variant), abs=1e-7
+        )
+        assert largest_singular_value_ratio(scale * features, variant=variant) == pytest.approx(
+            largest_singular_value_ratio(features, variant=variant), abs=1e-7
+        )
 
 
 @FAST
 @given(features=feature_matrices())
 def test_singular_values_match_numpy_and_bounds(features):
-    sigma = singular_values(features)
+    sigma = singular_values(features, variant="raw")
     assert sigma.dtype == np.float64 and sigma.shape == (min(features.shape),)
     assert np.all(np.diff(sigma) <= 1e-12)  # descending
     np.testing.assert_allclose(sigma, np.linalg.svd(features, compute_uv=False))
     centred = features - features.mean(axis=0)
     np.testing.assert_allclose(
-        singular_values(features, center=True), np.linalg.svd(centred, compute_uv=False), atol=1e-9
+        singular_values(features, variant="centered"), np.linalg.svd(centred, compute_uv=False), atol=1e-9
     )
     value = sve(sigma)
     assert isinstance(value, float) and -1e-12 <= value <= math.log(sigma.size) + 1e-9
@@ -114,7 +150,7 @@ def test_torch_features_accepted():
     torch = pytest.importorskip("torch")
     features = np.random.default_rng(1).standard_normal((20, 5))
     tensor = torch.tensor(features, dtype=torch.float32, requires_grad=True)
-    np.testing.assert_allclose(singular_values(tensor), singular_values(features), rtol=1e-5)
+    np.testing.assert_allclose(singular_values(tensor), singular_values(features), rtol=1e-5, atol=1e-6)
     assert singular_value_entropy(tensor) == pytest.approx(
         singular_value_entropy(features), rel=1e-5
     )

@@ -24,9 +24,10 @@ def test_methods_follow_the_params(cpu_params):
     # MLP tuning shares the NMTune preset's head and optimiser, overridden like NMTune's
     preset = NMTUNE_PRESETS[cpu_params.nmtune.tuner.preset]
     assert mlp["head"] == preset["head"] and mlp["hidden_mult"] == preset["hidden_mult"]
-    assert mlp["epochs"] == nm["epochs"] == cpu_params.nmtune.tuner.epochs
     assert nm["preset"] == "official"
     built = methods[2].build(seed=3)
+    assert (methods[1].build(seed=3).get_params()["epochs"] == built.resolved_params()["epochs"]
+            == cpu_params.nmtune.tuner.epochs)
     assert built.seed == 3 and built.resolved_params()["w_covariance"] == preset["w_covariance"]
     with pytest.raises(KeyError, match="unknown method"):
         nmtune.method_by_name(cpu_params, "svm")
@@ -146,7 +147,10 @@ def test_measure_runtime_times_both_ways_on_the_same_data():
     table = nmtune.measure_runtime(encoder, images, y, _fast_methods(), epochs=2, augment=True, label="toy")
     assert list(table["method"]) == ["LP", "NMTune"]
     assert (table[["extract_s", "tune_cached_s", "encoder_per_batch_s"]] > 0).all().all()
-    np.testing.assert_allclose(table["cached_total_s"], table["extract_s"] + table["tune_cached_s"])
+    # the two-view tuner's cached path also pays for extracting its bank of augmented views
+    assert list(table["views"]) == [1, 2] and table["view_bank_s"].iloc[0] == 0 and table["view_bank_s"].iloc[1] > 0
+    np.testing.assert_allclose(table["cached_total_s"],
+                               table["extract_s"] + table["view_bank_s"] + table["tune_cached_s"])
     np.testing.assert_allclose(table["speedup_cached"], table["encoder_per_batch_s"] / table["cached_total_s"])
 
 
@@ -169,3 +173,36 @@ def test_one_fit_serves_two_sections_with_their_own_labels(nml_home):
     assert list(rows["method"]) == ["LP", "LP", "LP again", "LP again"]
     assert rows["downstream_noise"].isna().tolist() == [True, True, False, False]
     assert rows.loc[0, "acc"] == rows.loc[2, "acc"]
+
+
+def test_lp_spectrum_in_03_equals_chapter_02(nml_home, cpu_params):
+    """The Fig. 5 analog reads one representation family with one variant: LP's SVE / LSVR at a
+    checkpoint are chapter 02's numbers for the same features."""
+    from types import SimpleNamespace
+
+    from nml.chapters import spectral
+    from nml.params import OODPairing
+
+    torch.manual_seed(0)
+    backbone = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 12), torch.nn.ReLU()).eval()
+    ck = SimpleNamespace(spec=SimpleNamespace(track="supervised", noise_ratio=0.0, seed=0, key=lambda: "toy-ck"),
+                         backbone=backbone)
+    rng = np.random.default_rng(0)
+
+    def split(domain, name, n):
+        x = torch.from_numpy(rng.normal(size=(n, 1, 4, 4)).astype(np.float32))
+        return Split(domain, name, x, rng.integers(0, 3, n), f"{domain}-{name}")
+
+    data = DownstreamData({("a", "train"): split("a", "train", 60), ("a", "test"): split("a", "test", 30),
+                           ("b", "test"): split("b", "test", 30)}, "toy")
+    s = cpu_params.spectral.model_copy(update={"id_tasks": ["a"], "ood": [OODPairing(name="p", train="a", test=["b"])],
+                                               "probe": cpu_params.spectral.probe.model_copy(update={"epochs": 2})})
+    n = cpu_params.nmtune.model_copy(update={"methods": ["lp"], "n_jobs": 1})
+    params = cpu_params.model_copy(update={"spectral": s, "nmtune": n})
+    rows02, _ = spectral._evaluate_checkpoint(ck, data, params)
+    rows03 = nmtune.tune_checkpoints([ck], data, params)
+    ours = rows03[rows03["method"] == "LP"].set_index("test_domain")
+    for r in rows02:
+        assert ours.loc[r["test_domain"], "sve"] == pytest.approx(r["sve"], rel=1e-9)
+        assert ours.loc[r["test_domain"], "lsvr"] == pytest.approx(r["lsvr"], rel=1e-9)
+        assert ours.loc[r["test_domain"], "acc"] == pytest.approx(r["acc"])  # the same probe, too

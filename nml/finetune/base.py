@@ -3,8 +3,12 @@
 A method is a scikit-learn classifier. Feature-level methods (the LP baselines) take a feature
 matrix; image-level methods (FFT baselines, TURN) take an image tensor N×C×H×W (or a map-style
 dataset at paper scale) and own a copy of a pre-trained ``backbone``. ``fit(X, y,
-eval_set=(X_test, y_test))`` also records the test accuracy after every epoch, because the TURN
-paper reports the *best* and the *last* test accuracy of each run.
+eval_set=(X_test, y_test), val_set=(X_val, y_val))`` records, after every epoch, the accuracy on
+the validation split (labels as noisy as the training labels) and on the test set, and keeps
+the test predictions of every epoch: the TURN paper reports the *best* and the *last* test
+accuracy of each run, and here "best" is the test accuracy at the epoch with the best
+*validation* accuracy (:func:`select_epochs`); the paper's best-test-epoch number is kept
+beside it as the *oracle*.
 """
 
 from __future__ import annotations
@@ -75,16 +79,54 @@ def check_images(X: Any, name: str = "X") -> torch.Tensor | torch.utils.data.Dat
     raise ValueError(f"{name} must be a torch.Tensor N×C×H×W or a map-style torch Dataset, got {type(X).__name__}")
 
 
+def select_epochs(history: list[dict[str, Any]], phases: tuple[str, ...] | None = None) -> dict[str, int]:
+    """Which evaluation points of ``history`` a run reports: indices into ``history``.
+
+    Only the entries whose ``phase`` is in ``phases`` count (None: every entry) — the method's
+    fine-tuning phase: TURN's step-1 linear-probe epochs are not candidates for TURN's best or
+    last. Returns
+
+    * ``best`` — the entry with the highest ``val_acc`` (ties: the earliest); -1 when no entry has
+      a validation accuracy;
+    * ``oracle`` — the entry with the highest ``test_acc`` (ties: the earliest): the paper's
+      "best test epoch", chosen on test labels (reported beside, never used to choose);
+    * ``last`` — the last entry of the phase.
+
+    Raises ValueError when no entry belongs to ``phases``.
+    """
+    idx = [i for i, h in enumerate(history) if phases is None or h["phase"] in phases]
+    if not idx:
+        raise ValueError(f"no evaluation point in phases {phases} (history has phases "
+                         f"{sorted({h['phase'] for h in history})})")
+
+    def first_max(key: str) -> int:
+        scored = [i for i in idx if np.isfinite(history[i].get(key, np.nan))]
+        if not scored:
+            return -1
+        best = max(history[i][key] for i in scored)
+        return next(i for i in scored if history[i][key] == best)
+
+    return {"best": first_max("val_acc"), "oracle": first_max("test_acc"), "last": idx[-1]}
+
+
 class NoisyLabelClassifier(ClassifierMixin, BaseEstimator):
     """Base of every method. Subclasses implement ``fit`` and ``decision_function``.
 
     Fitted attributes (all methods)
     -------------------------------
     classes_ : sorted unique training labels; logits columns follow this order.
-    history_ : one dict per evaluation point ``{"phase", "epoch", "test_acc"}`` (empty without
-        ``eval_set``); phases are "lp", "fft", "warmup", "train" depending on the method.
-    fit_seconds_ : wall-clock seconds of training, evaluation on ``eval_set`` excluded.
+    history_ : one dict per evaluation point ``{"phase", "epoch"}`` plus ``"test_acc"`` (with
+        ``eval_set``) and ``"val_acc"`` (with ``val_set``); empty without either. Phases are
+        "lp", "fft", "warmup", "train" depending on the method.
+    test_predictions_ : the predicted test labels at each evaluation point (parallel to
+        ``history_``; empty without ``eval_set``).
+    fit_seconds_ : wall-clock seconds of training, evaluation on ``eval_set`` / ``val_set`` excluded.
+
+    ``TUNING_PHASES`` (class attribute) names the phases whose epochs ``best`` and ``last`` are
+    chosen from (None: all): the fine-tuning phase of the method.
     """
+
+    TUNING_PHASES: tuple[str, ...] | None = None
 
     # ------------------------------------------------------------------ labels, history, timing
     def _encode_labels(self, y: Any, n: int) -> np.ndarray:
@@ -99,6 +141,7 @@ class NoisyLabelClassifier(ClassifierMixin, BaseEstimator):
 
     def _begin(self) -> None:
         self.history_: list[dict[str, Any]] = []
+        self.test_predictions_: list[np.ndarray] = []
         self.fit_seconds_ = 0.0
         self._clock = time.perf_counter()
 
@@ -108,30 +151,51 @@ class NoisyLabelClassifier(ClassifierMixin, BaseEstimator):
     def _resume(self) -> None:
         self._clock = time.perf_counter()
 
-    def _evaluate(self, phase: str, epoch: int, eval_set: tuple | None, predict: Callable[[Any], np.ndarray]) -> None:
-        """Append the test accuracy of ``predict`` on ``eval_set``; not counted as training time."""
-        if eval_set is None:
+    def _evaluate(self, phase: str, epoch: int, eval_set: tuple | None, predict: Callable[[Any], np.ndarray],
+                  val_set: tuple | None = None) -> None:
+        """Record the accuracy of ``predict`` on ``val_set`` and ``eval_set`` (and the test
+        predictions); not counted as training time."""
+        if eval_set is None and val_set is None:
             return
         self._pause()
-        X_test, y_test = eval_set
-        acc = float(np.mean(predict(X_test) == np.asarray(y_test)))
-        self.history_.append({"phase": phase, "epoch": int(epoch), "test_acc": acc})
+        entry: dict[str, Any] = {"phase": phase, "epoch": int(epoch)}
+        if val_set is not None:
+            X_val, y_val = val_set
+            entry["val_acc"] = float(np.mean(predict(X_val) == np.asarray(y_val)))
+        if eval_set is not None:
+            X_test, y_test = eval_set
+            pred = np.asarray(predict(X_test))
+            entry["test_acc"] = float(np.mean(pred == np.asarray(y_test)))
+            self.test_predictions_.append(pred)
+        self.history_.append(entry)
         self._resume()
 
     def _finish(self) -> None:
         self._pause()
 
+    def _selected(self, which: str) -> float:
+        check_is_fitted(self, "history_")
+        if not any("test_acc" in h for h in self.history_):
+            return float("nan")
+        i = select_epochs(self.history_, self.TUNING_PHASES)[which]
+        return self.history_[i]["test_acc"] if i >= 0 else float("nan")
+
     @property
     def best_test_acc_(self) -> float:
-        """Highest test accuracy over every evaluation point (NaN without ``eval_set``)."""
-        check_is_fitted(self, "history_")
-        return max((h["test_acc"] for h in self.history_), default=float("nan"))
+        """Test accuracy at the fine-tuning epoch with the best validation accuracy (ties: the
+        earliest); NaN without ``eval_set`` or ``val_set``."""
+        return self._selected("best")
+
+    @property
+    def oracle_test_acc_(self) -> float:
+        """Highest test accuracy over the fine-tuning epochs: the paper's "best", chosen on test
+        labels (oracle); NaN without ``eval_set``."""
+        return self._selected("oracle")
 
     @property
     def last_test_acc_(self) -> float:
         """Test accuracy at the end of training (NaN without ``eval_set``)."""
-        check_is_fitted(self, "history_")
-        return self.history_[-1]["test_acc"] if self.history_ else float("nan")
+        return self._selected("last")
 
     # ------------------------------------------------------------------ inference
     def decision_function(self, X: Any) -> np.ndarray:  # pragma: no cover - subclasses

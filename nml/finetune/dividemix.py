@@ -59,7 +59,8 @@ class DivideMixLP(TwoNetworkLP):
     alpha : MixUp Beta(α, α) parameter (> 0; DivideMix: 4).
     temperature : sharpening temperature in (0, 1] (0.5).
     lambda_u : final weight of the unlabeled loss (>= 0; DivideMix uses 25 on CIFAR-10 at 50% noise).
-    standardize : z-score every view with the un-augmented training features' mean and std.
+    standardize : z-score every view with the un-augmented training features' mean and std (off by
+        default: raw features, as every linear probe of this package).
     seed, device : as elsewhere.
 
     ``fit(X, y, eval_set=None)``: X is a feature matrix (N, D), a view bank (N, V, D) (view 0
@@ -78,7 +79,7 @@ class DivideMixLP(TwoNetworkLP):
 
     def __init__(self, epochs: int = 20, warmup_epochs: int = 5, batch_size: int = 128, optimizer: str = "adamw",
                  lr: float = 1e-3, weight_decay: float = 1e-5, momentum: float = 0.9, p_threshold: float = 0.5,
-                 alpha: float = 4.0, temperature: float = 0.5, lambda_u: float = 25.0, standardize: bool = True,
+                 alpha: float = 4.0, temperature: float = 0.5, lambda_u: float = 25.0, standardize: bool = False,
                  seed: int = 0, device: str = "cpu"):
         self.epochs = epochs
         self.warmup_epochs = warmup_epochs

@@ -107,6 +107,24 @@ def recalibrate_bn_statistics(module: nn.Module, X: Any, *, batch_size: int, dev
         m.momentum = momentum
 
 
+BN_MODES = ("train", "frozen", "recalibrate")
+"""How full fine-tuning treats BatchNorm statistics (one policy for TURN and the FFT baselines):
+
+* ``"train"`` (the default, as in any PyTorch fine-tuning script) — batch statistics in
+  training, running statistics updated with ``bn_momentum``.
+* ``"frozen"`` — BatchNorm layers stay in eval mode while the backbone trains: every batch is
+  normalised with the running (pre-training) statistics, which are not updated; the affine
+  weights still train.
+* ``"recalibrate"`` — before any training, re-estimate the running statistics on the training
+  images (:func:`recalibrate_bn_statistics`), then train as ``"train"``.
+"""
+
+
+def check_bn_mode(mode: Any) -> None:
+    if mode not in BN_MODES:
+        raise ValueError(f"bn_mode must be one of {list(BN_MODES)}, got {mode!r}")
+
+
 def crop_augment(pad: int | None, flip: bool) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
     """Random translation by up to ``pad`` px (None: 1/16 of the image side) and optional h-flip."""
     def augment(batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -159,19 +177,23 @@ class FullFineTune(NoisyLabelClassifier):
     parameter trained, random-crop (and optionally flip) augmentation, cosine learning rate.
     ``backbone`` is deep-copied at fit; the estimator never changes the module it was given.
 
-    ``bn_momentum`` (default 0.1, PyTorch's) replaces every BatchNorm layer's momentum for the
-    fine-tuning (None keeps the backbone's own): see :func:`set_bn_momentum`.
+    ``bn_mode`` is the BatchNorm policy (:data:`BN_MODES`; the same parameter as TURN's, so one
+    setting serves both). ``bn_momentum`` (default 0.1, PyTorch's) replaces every BatchNorm
+    layer's momentum for the fine-tuning (None keeps the backbone's own): see
+    :func:`set_bn_momentum` (moot with ``bn_mode="frozen"``).
 
-    ``fit(X, y, eval_set=(X_test, y_test))``: X is an image tensor N×C×H×W in the convention
-    the backbone reads (or a map-style dataset). Fitted: ``model_`` (backbone + head, on CPU,
-    eval mode); ``transform`` gives the fine-tuned backbone's features.
+    ``fit(X, y, eval_set=(X_test, y_test), val_set=(X_val, y_val))``: X is an image tensor
+    N×C×H×W in the convention the backbone reads (or a map-style dataset). Fitted: ``model_``
+    (backbone + head, on CPU, eval mode); ``transform`` gives the fine-tuned backbone's features.
     """
+
+    TUNING_PHASES = ("fft",)
 
     def __init__(self, backbone: nn.Module | None = None, loss: str = "ce", epochs: int = 5,
                  batch_size: int = 128, optimizer: str = "adamw", lr: float = 1e-3, weight_decay: float = 1e-5,
                  momentum: float = 0.9, q: float = 0.7, elr_lambda: float = 3.0, elr_beta: float = 0.7,
-                 augment: bool = True, flip: bool = True, crop_pad: int | None = None, bn_momentum: float | None = 0.1,
-                 eval_batch_size: int = 256, seed: int = 0, device: str = "cpu"):
+                 augment: bool = True, flip: bool = True, crop_pad: int | None = None, bn_mode: str = "train",
+                 bn_momentum: float | None = 0.1, eval_batch_size: int = 256, seed: int = 0, device: str = "cpu"):
         self.backbone = backbone
         self.loss = loss
         self.epochs = epochs
@@ -186,6 +208,7 @@ class FullFineTune(NoisyLabelClassifier):
         self.augment = augment
         self.flip = flip
         self.crop_pad = crop_pad
+        self.bn_mode = bn_mode
         self.bn_momentum = bn_momentum
         self.eval_batch_size = eval_batch_size
         self.seed = seed
@@ -201,8 +224,9 @@ class FullFineTune(NoisyLabelClassifier):
             check_positive_int("crop_pad", self.crop_pad, minimum=0)
         if self.bn_momentum is not None:
             check_number("bn_momentum", self.bn_momentum, high=1.0)
+        check_bn_mode(self.bn_mode)
 
-    def fit(self, X: Any, y: Any, eval_set: tuple | None = None) -> FullFineTune:
+    def fit(self, X: Any, y: Any, eval_set: tuple | None = None, val_set: tuple | None = None) -> FullFineTune:
         self._check()
         X = check_images(X)
         y_idx = self._encode_labels(y, len(X))
@@ -214,6 +238,8 @@ class FullFineTune(NoisyLabelClassifier):
             set_bn_momentum(backbone, self.bn_momentum)
             head = nn.Linear(infer_feature_dim(backbone, X), len(self.classes_))
             model = BackboneClassifier(backbone, head).to(device)
+            if self.bn_mode == "recalibrate":
+                recalibrate_bn_statistics(model.backbone, X, batch_size=self.eval_batch_size, device=device)
             cfg = OptimConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
                               weight_decay=self.weight_decay, momentum=self.momentum)
             opt = make_optimizer(model.parameters(), cfg)
@@ -225,8 +251,9 @@ class FullFineTune(NoisyLabelClassifier):
             self.model_ = model
             for epoch in range(self.epochs):
                 train_epoch(model, X, yt, all_idx, loss_fn, opt, lr_at=cosine_lr(self.lr, self.epochs), epoch=epoch,
-                            seed=self.seed, batch_size=self.batch_size, augment=augment, device=device)
-                self._evaluate("fft", epoch, eval_set, self.predict)
+                            seed=self.seed, batch_size=self.batch_size, augment=augment, device=device,
+                            freeze_bn=self.bn_mode == "frozen")
+                self._evaluate("fft", epoch, eval_set, self.predict, val_set)
             self.model_ = model.cpu().eval()
             self._finish()
         return self

@@ -62,7 +62,7 @@ def check_optim_params(est: Any, prefix: str = "") -> None:
 def train_linear(features: torch.Tensor, y: torch.Tensor, n_classes: int, loss_fn: LossFn, *, epochs: int,
                  batch_size: int, optimizer: str, lr: float, weight_decay: float, momentum: float = 0.9,
                  seed: int, on_epoch: Callable[[int, nn.Linear], None] | None = None) -> nn.Linear:
-    """Train ``nn.Linear(D, n_classes)`` on (standardised) features with ``loss_fn``.
+    """Train ``nn.Linear(D, n_classes)`` on ``features`` (as given: raw or standardised) with ``loss_fn``.
 
     ``torch.manual_seed(seed)`` before the layer is built; per-step cosine schedule to zero;
     the batch order of epoch ``e`` comes from ``epoch_generator(seed, e)``. ``on_epoch(e, layer)``
@@ -92,15 +92,22 @@ class NoisyLinearProbe(NoisyLabelClassifier):
 
     The LP baselines of the TURN paper: ``loss="ce"`` (vanilla), ``"gce"`` (generalized
     cross-entropy, Zhang & Sabuncu 2018) or ``"elr"`` (early-learning regularisation, Liu et al.
-    2020), 20 epochs by default. ``standardize`` z-scores features with the training statistics
-    (one learning rate then fits every backbone).
+    2020), 20 epochs by default. ``loss="gce"`` with the same settings is TURN's step 1, weight for
+    weight (:class:`~nml.finetune.turn.TURN` calls the same :func:`train_linear`).
 
-    ``fit(X, y, eval_set=(X_test, y_test))``: X is an (N, D) feature matrix.
+    ``standardize`` z-scores features with the training statistics. Off by default: the paper
+    does not say, and a linear probe in the authors' code reads the raw features (TURN's step 1
+    likewise, see ``TURN.lp_standardize``).
+
+    ``fit(X, y, eval_set=(X_test, y_test), val_set=(X_val, y_val))``: X is an (N, D) feature
+    matrix; the whole training is the tuning phase (``"lp"``).
     """
+
+    TUNING_PHASES = ("lp",)
 
     def __init__(self, loss: str = "ce", epochs: int = 20, batch_size: int = 128, optimizer: str = "adamw",
                  lr: float = 1e-3, weight_decay: float = 1e-5, momentum: float = 0.9, q: float = 0.7,
-                 elr_lambda: float = 3.0, elr_beta: float = 0.7, standardize: bool = True, seed: int = 0,
+                 elr_lambda: float = 3.0, elr_beta: float = 0.7, standardize: bool = False, seed: int = 0,
                  device: str = "cpu"):
         self.loss = loss
         self.epochs = epochs
@@ -116,7 +123,7 @@ class NoisyLinearProbe(NoisyLabelClassifier):
         self.seed = seed
         self.device = device
 
-    def fit(self, X: Any, y: Any, eval_set: tuple | None = None) -> NoisyLinearProbe:
+    def fit(self, X: Any, y: Any, eval_set: tuple | None = None, val_set: tuple | None = None) -> NoisyLinearProbe:
         check_loss_params(self)
         check_optim_params(self)
         X = check_features(X)
@@ -136,7 +143,7 @@ class NoisyLinearProbe(NoisyLabelClassifier):
 
             def on_epoch(epoch: int, layer: nn.Linear) -> None:
                 self._set_layer(layer)
-                self._evaluate("lp", epoch, eval_set, self.predict)
+                self._evaluate("lp", epoch, eval_set, self.predict, val_set)
 
             self._set_layer(train_linear(xt, yt, len(self.classes_), loss_fn, epochs=self.epochs,
                                          batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,

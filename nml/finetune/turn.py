@@ -1,7 +1,9 @@
 """TURN (Ahn et al., "Fine-tuning Pre-trained Models for Robustness Under Noisy Labels").
 
 Step 1 — linear probing: features ``z = f(x)`` are extracted once, and a fresh linear
-classifier ``g`` is trained on them for ``epochs_lp`` epochs with GCE (q = 0.7).
+classifier ``g`` is trained on them for ``epochs_lp`` epochs with GCE (q = 0.7). This is the
+GCE-LP baseline, weight for weight: both call :func:`nml.finetune.linear.train_linear` with the
+same features, seed and settings.
 Step 2 — cleanse and fine-tune, ``epochs_fft`` times: the per-sample cross-entropy of the
 current model ``g(f(x))`` on the whole noisy training set; for each class a two-component 1-D
 Gaussian mixture on the losses of the samples labelled with it; the samples whose posterior of
@@ -32,8 +34,10 @@ from nml.finetune.base import (
 )
 from nml.finetune.cleansing import class_balanced_subset, gmm_clean_probability
 from nml.finetune.full import (
+    BN_MODES,
     BackboneClassifier,
     batchnorm_layers,
+    check_bn_mode,
     cosine_lr,
     crop_augment,
     infer_feature_dim,
@@ -47,7 +51,8 @@ from nml.params import OptimConfig
 from nml.training import make_optimizer
 
 CLEANSING = ("every", "once", "none")
-BN_MODES = ("recalibrate", "frozen", "train")
+
+__all__ = ["BN_MODES", "CLEANSING", "TURN"]
 
 
 class TURN(NoisyLabelClassifier):
@@ -56,13 +61,15 @@ class TURN(NoisyLabelClassifier):
     Parameters
     ----------
     backbone : pre-trained feature extractor (a torch module: images -> (B, D)); deep-copied.
-    epochs_lp, lp_batch_size, lp_lr, lp_weight_decay : step 1 (20 epochs in the paper).
+    epochs_lp, lp_batch_size, lp_lr, lp_weight_decay, lp_momentum : step 1 (20 epochs in the paper).
     lp_optimizer : optimiser of step 1; None = ``optimizer`` (the paper's Table 8 pairs SGD for
         LP with AdamW for FFT on some backbones).
     lp_standardize : z-score the features for step 1 and fold the scaling into the head. Off by
-        default, as in the paper: a feature that is (nearly) constant on the training set gets a
-        scale ~1e-6, the folded head multiplies it by ~1e6, and as soon as fine-tuning moves
-        that feature the logits explode (measured here: the FFT step then destroyed the model).
+        default, as the GCE-LP baseline (:class:`~nml.finetune.linear.NoisyLinearProbe`): the
+        paper does not say, and the authors' linear probes read raw features. (Standardising
+        also has a trap here: a feature that is nearly constant on the training set gets a scale
+        ~1e-6, the folded head multiplies it by ~1e6, and as soon as fine-tuning moves that
+        feature the logits explode.)
     q : GCE exponent of step 1 (0.7).
     epochs_fft, batch_size, optimizer, lr, weight_decay, momentum : step 2 (4 epochs).
     tau : GMM posterior threshold (0.6, DivideMix's value).
@@ -71,53 +78,52 @@ class TURN(NoisyLabelClassifier):
         set is kept, the balanced subset re-drawn each epoch) or ``"none"`` (FFT on all samples
         with CE: plain LP-FFT). Table 4's component study.
     augment, flip, crop_pad : augmentation of the FFT batches (random translation, h-flip).
+    bn_mode : the BatchNorm policy of the fine-tuning, the same parameter as
+        :class:`~nml.finetune.full.FullFineTune`'s (:data:`~nml.finetune.full.BN_MODES`). Step 1's
+        head is fitted to features normalised with the backbone's running statistics; FFT in
+        ``"train"`` mode normalises with batch statistics instead, which changes every feature
+        the head reads at once when the downstream data differ from the pre-training data.
+        ``"frozen"`` keeps the running statistics (the head keeps reading the features it was
+        fitted to); ``"recalibrate"`` re-estimates them on the training images before step 1
+        and extracts step 1's features with them (so cached ``features`` cannot be used).
+        Measured on EfficientNet-Lite0 (ImageNet statistics, digits at 40 px, 1 seed): with
+        ``"train"`` TURN fell from 72% (LP) to 25% after the first FFT epoch; ``"frozen"`` kept
+        the LP accuracy. Backbones without BatchNorm (ViT) are unaffected.
     bn_momentum : BatchNorm momentum during FFT (0.1; None keeps the backbone's), see
         :func:`nml.finetune.full.set_bn_momentum` (moot with ``bn_mode="frozen"``).
-    bn_mode : how BatchNorm statistics relate step 1's head to step 2's features. Step 1's head is
-        fitted to features normalised with the backbone's running statistics; FFT in train mode
-        normalises with batch statistics instead, which changes every feature the head reads at
-        once when the downstream data differ from the pre-training data.
-
-        * ``"frozen"`` (default) — BatchNorm layers stay in eval mode during FFT (their affine
-          weights still train): the head keeps reading features normalised as in step 1.
-        * ``"recalibrate"`` — before step 1, re-estimate the running statistics on the training
-          images (one pass, :func:`nml.finetune.full.recalibrate_bn_statistics`) and extract
-          step 1's features with them; FFT then trains BatchNorm as usual, and batch and running
-          statistics both describe the downstream data. Needs ``features=None`` (cached features
-          were computed with the old statistics).
-        * ``"train"`` — FFT trains BatchNorm as usual, without recalibration (the mismatch).
-
-        Measured on EfficientNet-Lite0 (ImageNet, digits at 40 px, 1 seed): with ``"train"``, the
-        first FFT epoch took TURN from 72% (LP) to 25% at 10% noise and it never recovered (also at
-        a 5x smaller learning rate); ``"recalibrate"`` was stable but its LP step fell from 58% to
-        35% at 60% noise (the ImageNet statistics make better frozen features); ``"frozen"`` kept
-        the LP accuracy and, at a learning rate suited to starting from a trained head, improved
-        on it. Backbones without BatchNorm (ViT) are unaffected.
     gmm_per_class : one mixture per class (TURN) or one for all samples (DivideMix-style).
     seed, device, eval_batch_size : as elsewhere.
 
-    ``fit(X, y, eval_set=None, features=None, eval_features=None)``: ``features`` are the
-    backbone's features of X if the caller has them cached (otherwise extracted here, once);
-    ``eval_features`` the same for the test images (to score the LP epochs without a forward
-    pass). Fitted: ``model_`` (backbone + head, CPU, eval), ``cleansing_`` (one dict per FFT
-    epoch: ``epoch``, ``clean_probability`` (N,), ``clean_mask`` (N,), ``subset`` (indices
-    trained on)), ``history_`` (LP and FFT epochs), ``fit_seconds_`` (includes the one feature
-    extraction when ``features`` is not given).
+    ``fit(X, y, eval_set=None, features=None, eval_features=None, val_set=None,
+    val_features=None)``: ``features`` are the backbone's features of X if the caller has them
+    cached (otherwise extracted here, once); ``eval_features`` / ``val_features`` the same for
+    the test / validation images (to score the LP epochs without a forward pass).
+
+    Fitted: ``model_`` (backbone + head, CPU, eval), ``lp_coef_`` / ``lp_intercept_`` (step 1's
+    head as a head on the raw features; with ``lp_standardize=False`` the GCE-LP baseline's
+    ``coef_`` / ``intercept_`` exactly), ``cleansing_`` (one dict per FFT epoch: ``epoch``,
+    ``clean_probability`` (N,), ``clean_mask`` (N,), ``subset`` (indices trained on)),
+    ``history_`` (LP and FFT epochs), ``fit_seconds_`` (includes the one feature extraction when
+    ``features`` is not given). ``best_test_acc_`` / ``oracle_test_acc_`` / ``last_test_acc_``
+    cover the FFT epochs only; ``lp_test_acc_`` is step 1's own test accuracy.
     """
 
+    TUNING_PHASES = ("fft",)
+
     def __init__(self, backbone: nn.Module | None = None, epochs_lp: int = 20, lp_batch_size: int = 128,
-                 lp_lr: float = 1e-3, lp_weight_decay: float = 1e-5, lp_optimizer: str | None = None,
-                 lp_standardize: bool = False, q: float = 0.7, epochs_fft: int = 4,
+                 lp_lr: float = 1e-3, lp_weight_decay: float = 1e-5, lp_momentum: float = 0.9,
+                 lp_optimizer: str | None = None, lp_standardize: bool = False, q: float = 0.7, epochs_fft: int = 4,
                  batch_size: int = 128, optimizer: str = "adamw", lr: float = 1e-3, weight_decay: float = 1e-5,
                  momentum: float = 0.9, tau: float = 0.6, lp_step: bool = True, cleansing: str = "every",
-                 augment: bool = True, flip: bool = True, crop_pad: int | None = None,
-                 bn_momentum: float | None = 0.1, bn_mode: str = "frozen", gmm_per_class: bool = True,
-                 eval_batch_size: int = 256, seed: int = 0, device: str = "cpu"):
+                 augment: bool = True, flip: bool = True, crop_pad: int | None = None, bn_mode: str = "train",
+                 bn_momentum: float | None = 0.1, gmm_per_class: bool = True, eval_batch_size: int = 256,
+                 seed: int = 0, device: str = "cpu"):
         self.backbone = backbone
         self.epochs_lp = epochs_lp
         self.lp_batch_size = lp_batch_size
         self.lp_lr = lp_lr
         self.lp_weight_decay = lp_weight_decay
+        self.lp_momentum = lp_momentum
         self.lp_optimizer = lp_optimizer
         self.lp_standardize = lp_standardize
         self.q = q
@@ -133,8 +139,8 @@ class TURN(NoisyLabelClassifier):
         self.augment = augment
         self.flip = flip
         self.crop_pad = crop_pad
-        self.bn_momentum = bn_momentum
         self.bn_mode = bn_mode
+        self.bn_momentum = bn_momentum
         self.gmm_per_class = gmm_per_class
         self.eval_batch_size = eval_batch_size
         self.seed = seed
@@ -143,6 +149,12 @@ class TURN(NoisyLabelClassifier):
     @property
     def epochs(self) -> int:  # read by check_optim_params: the FFT epochs
         return self.epochs_fft
+
+    @property
+    def lp_test_acc_(self) -> float:
+        """Test accuracy of step 1's linear probe (its last epoch); NaN without LP step or ``eval_set``."""
+        lp = [h for h in getattr(self, "history_", []) if h["phase"] == "lp" and "test_acc" in h]
+        return lp[-1]["test_acc"] if lp else float("nan")
 
     def _check(self) -> None:
         if not isinstance(self.backbone, nn.Module):
@@ -153,6 +165,7 @@ class TURN(NoisyLabelClassifier):
         check_positive_int("lp_batch_size", self.lp_batch_size)
         check_number("lp_lr", self.lp_lr, low_open=True)
         check_number("lp_weight_decay", self.lp_weight_decay)
+        check_number("lp_momentum", self.lp_momentum, high=1.0, high_open=True)
         if self.lp_optimizer is not None:
             check_choice("lp_optimizer", self.lp_optimizer, OPTIMIZERS)
         check_number("q", self.q, low=0.0, high=1.0, low_open=True)
@@ -161,11 +174,16 @@ class TURN(NoisyLabelClassifier):
         check_positive_int("eval_batch_size", self.eval_batch_size)
         if self.bn_momentum is not None:
             check_number("bn_momentum", self.bn_momentum, high=1.0)
-        check_choice("bn_mode", self.bn_mode, BN_MODES)
+        check_bn_mode(self.bn_mode)
 
     # ------------------------------------------------------------------ step 1
-    def _linear_probe(self, feats: np.ndarray, y_idx: np.ndarray, eval_set, eval_features, device) -> nn.Linear:
-        """GCE linear probe on (optionally standardised) features, as a head on raw features."""
+    def _linear_probe(self, feats: np.ndarray, y_idx: np.ndarray, eval_set, eval_features, device,
+                      val_set=None, val_features=None) -> nn.Linear:
+        """GCE linear probe on (optionally standardised) features, as a head on raw features.
+
+        Scored after every epoch on ``val_features`` / ``eval_features`` (the features of the
+        validation / test images), phase ``"lp"``.
+        """
         if self.lp_standardize:
             mean, scale = feats.mean(0), feats.std(0) + 1e-6
         else:
@@ -178,43 +196,64 @@ class TURN(NoisyLabelClassifier):
             # g(standardised f) = W (f − μ)/s + b  ==  (W/s) f + (b − (W/s) μ): a head on raw features
             head = nn.Linear(feats.shape[1], n_classes)
             with torch.no_grad():
-                w = layer.weight.detach().cpu() / torch.from_numpy(scale)
-                head.weight.copy_(w)
-                head.bias.copy_(layer.bias.detach().cpu() - w @ torch.from_numpy(mean))
+                if self.lp_standardize:
+                    w = layer.weight.detach().cpu() / torch.from_numpy(scale)
+                    head.weight.copy_(w)
+                    head.bias.copy_(layer.bias.detach().cpu() - w @ torch.from_numpy(mean))
+                else:  # exactly the probe's weights
+                    head.weight.copy_(layer.weight.detach().cpu())
+                    head.bias.copy_(layer.bias.detach().cpu())
             return head
 
         def on_epoch(epoch: int, layer: nn.Linear) -> None:
-            if eval_set is None:
+            if eval_set is None and val_set is None:
                 return
             head = fold(layer)
-            if eval_features is not None:
-                self._evaluate("lp", epoch, (eval_features, eval_set[1]),
-                               lambda f: self.classes_[head(torch.from_numpy(f)).argmax(1).numpy()])
-            else:
-                self.model_ = BackboneClassifier(self._backbone, head.to(device))
-                self._evaluate("lp", epoch, eval_set, self.predict)
+
+            def predict(f: np.ndarray) -> np.ndarray:
+                with torch.no_grad():
+                    return self.classes_[head(torch.from_numpy(f)).argmax(1).numpy()]
+
+            self._evaluate("lp", epoch, None if eval_set is None else (eval_features, eval_set[1]), predict,
+                           None if val_set is None else (val_features, val_set[1]))
 
         layer = train_linear(xt, yt, n_classes, lambda logits, y, idx: gce_loss(logits, y, self.q),
                              epochs=self.epochs_lp, batch_size=self.lp_batch_size,
                              optimizer=self.lp_optimizer or self.optimizer,
-                             lr=self.lp_lr, weight_decay=self.lp_weight_decay, momentum=self.momentum,
+                             lr=self.lp_lr, weight_decay=self.lp_weight_decay, momentum=self.lp_momentum,
                              seed=self.seed, on_epoch=on_epoch)
-        return fold(layer)
+        head = fold(layer)
+        self.lp_coef_ = head.weight.detach().cpu().numpy().copy()
+        self.lp_intercept_ = head.bias.detach().cpu().numpy().copy()
+        return head
 
     # ------------------------------------------------------------------ step 2
     def _cleanse(self, losses: np.ndarray, y_idx: np.ndarray, epoch: int) -> tuple[np.ndarray, np.ndarray]:
         prob = gmm_clean_probability(losses, y_idx if self.gmm_per_class else None, seed=self.seed)
         return prob, prob > self.tau
 
+    def _frozen_features(self, X: Any, given: Any, name: str, device: torch.device) -> np.ndarray:
+        """``given`` (checked) or the current backbone's features of X, extracted outside the training clock."""
+        if given is not None:
+            feats = check_features(given, name)
+            if feats.shape != (len(X), infer_feature_dim(self._backbone, X)):
+                raise ValueError(f"{name} must be (N={len(X)}, D) features of its images, got shape {feats.shape}")
+            return feats
+        self._pause()
+        feats = batched_logits(self._backbone, check_images(X), batch_size=self.eval_batch_size, device=device).numpy()
+        self._resume()
+        return feats
+
     def fit(self, X: Any, y: Any, eval_set: tuple | None = None, features: Any = None,
-            eval_features: Any = None) -> TURN:
+            eval_features: Any = None, val_set: tuple | None = None, val_features: Any = None) -> TURN:
         self._check()
         X = check_images(X)
         y_idx = self._encode_labels(y, len(X))
         recalibrate = self.bn_mode == "recalibrate" and bool(batchnorm_layers(self.backbone))
-        if recalibrate and (features is not None or eval_features is not None):
+        if recalibrate and any(f is not None for f in (features, eval_features, val_features)):
             raise ValueError("bn_mode='recalibrate' re-estimates BatchNorm statistics before step 1, so "
-                             "precomputed features / eval_features (made with the old statistics) cannot be used; pass None")
+                             "precomputed features / eval_features / val_features (made with the old statistics) "
+                             "cannot be used; pass None")
         device = self._device()
         with torch.enable_grad():
             self._begin()
@@ -229,16 +268,14 @@ class TURN(NoisyLabelClassifier):
                 feats = check_features(features, "features")
                 if feats.shape != (len(X), infer_feature_dim(self._backbone, X)):
                     raise ValueError(f"features must be (N={len(X)}, D) features of X, got shape {feats.shape}")
-            if eval_features is not None:
-                eval_features = check_features(eval_features, "eval_features")
-            elif eval_set is not None and self.lp_step:
-                # one pass over the test images scores every LP epoch; evaluation, not training time
-                self._pause()
-                eval_features = batched_logits(self._backbone, check_images(eval_set[0]), batch_size=self.eval_batch_size,
-                                               device=device).numpy()
-                self._resume()
             if self.lp_step:
-                head = self._linear_probe(feats, y_idx, eval_set, eval_features, device)
+                # the LP epochs are scored on frozen features: one pass over the test / validation
+                # images (evaluation, not training time) unless the caller has them cached
+                test_feats = None if eval_set is None else self._frozen_features(eval_set[0], eval_features,
+                                                                                 "eval_features", device)
+                val_feats = None if val_set is None else self._frozen_features(val_set[0], val_features,
+                                                                               "val_features", device)
+                head = self._linear_probe(feats, y_idx, eval_set, test_feats, device, val_set, val_feats)
             else:
                 torch.manual_seed(self.seed)
                 head = nn.Linear(feats.shape[1], len(self.classes_))
@@ -275,7 +312,7 @@ class TURN(NoisyLabelClassifier):
                                 opt, lr_at=cosine_lr(self.lr, self.epochs_fft), epoch=epoch, seed=self.seed,
                                 batch_size=self.batch_size, augment=augment, device=device,
                                 freeze_bn=self.bn_mode == "frozen")
-                self._evaluate("fft", epoch, eval_set, self.predict)
+                self._evaluate("fft", epoch, eval_set, self.predict, val_set)
             self.model_ = model.cpu().eval()
             self._finish()
         return self
@@ -289,3 +326,4 @@ class TURN(NoisyLabelClassifier):
         backbone = self.model_.backbone
         device = next(backbone.parameters()).device
         return batched_logits(backbone, check_images(X), batch_size=self.eval_batch_size, device=device).numpy()
+

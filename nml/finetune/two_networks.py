@@ -215,6 +215,8 @@ class TwoNetworkLP(NoisyLabelClassifier):
     test-time rule), so ``predict_proba`` is that average.
     """
 
+    TUNING_PHASES = ("warmup", "train")  # the whole training of an LP baseline is its tuning phase
+
     # UNICON mixes two fresh views of each sample (its "strong" augmentations) instead of the
     # two it used for label refinement / co-guessing (DivideMix).
     _fresh_mix_views = False
@@ -325,11 +327,12 @@ class TwoNetworkLP(NoisyLabelClassifier):
             loss.backward()
             opt.step()
 
-    def fit(self, X: Any, y: Any, eval_set: tuple | None = None) -> TwoNetworkLP:
+    def fit(self, X: Any, y: Any, eval_set: tuple | None = None, val_set: tuple | None = None) -> TwoNetworkLP:
         """Train both heads on ``X`` (features (N, D), a view bank (N, V, D) or a ViewSource) and ``y``.
 
-        ``eval_set=(X_test, y_test)``: un-augmented test features (N_test, D); the test accuracy
-        of the averaged heads is recorded after every epoch (phase ``warmup`` then ``train``).
+        ``eval_set=(X_test, y_test)`` / ``val_set=(X_val, y_val)``: un-augmented test / validation
+        features (N, D); the accuracy of the averaged heads on each is recorded after every epoch
+        (phase ``warmup`` then ``train``).
         """
         self._check_params()
         source = as_view_source(X)
@@ -372,7 +375,7 @@ class TwoNetworkLP(NoisyLabelClassifier):
                 for k in range(N_HEADS):
                     self._warmup_head(k, heads[k], opts[k], source, yt, epoch, device)
                 self._store_heads(heads)
-                self._evaluate("warmup", epoch, eval_set, self.predict)
+                self._evaluate("warmup", epoch, eval_set, self.predict, val_set)
 
             for epoch in range(self.warmup_epochs, self.epochs):
                 with torch.no_grad():
@@ -382,7 +385,7 @@ class TwoNetworkLP(NoisyLabelClassifier):
                     self._train_head(k, heads, extras, opts[k], source, yt, divisions[k], epoch, device)
                 self._end_train_epoch(epoch)
                 self._store_heads(heads)
-                self._evaluate("train", epoch, eval_set, self.predict)
+                self._evaluate("train", epoch, eval_set, self.predict, val_set)
             del self._mean_t, self._scale_t, self._lr_at
             self._finish()
         return self

@@ -145,7 +145,7 @@ class UniconLP(TwoNetworkLP):
                  lr: float = 1e-3, weight_decay: float = 1e-5, momentum: float = 0.9, d_mu: float = 0.7,
                  tau: float = 5.0, alpha: float = 4.0, temperature: float = 0.5, lambda_u: float = 25.0,
                  lambda_c: float = 0.025, proj_dim: int = 128, contrastive_temperature: float = 0.5,
-                 standardize: bool = True, seed: int = 0, device: str = "cpu"):
+                 standardize: bool = False, seed: int = 0, device: str = "cpu"):
         self.epochs = epochs
         self.warmup_epochs = warmup_epochs
         self.batch_size = batch_size
@@ -173,9 +173,9 @@ class UniconLP(TwoNetworkLP):
         check_positive_int("proj_dim", self.proj_dim)
         check_number("contrastive_temperature", self.contrastive_temperature, low_open=True)
 
-    def fit(self, X: Any, y: Any, eval_set: tuple | None = None) -> UniconLP:
+    def fit(self, X: Any, y: Any, eval_set: tuple | None = None, val_set: tuple | None = None) -> UniconLP:
         self.contrastive_curve_: list[float] = []
-        return super().fit(X, y, eval_set)
+        return super().fit(X, y, eval_set, val_set)
 
     # ------------------------------------------------------------------ hooks
     def _build_extra(self, dim: int, device: torch.device) -> list[nn.Module | None]:

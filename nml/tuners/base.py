@@ -8,6 +8,7 @@ validation, seeding, batching, optimisation and inference once for all of them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -19,14 +20,14 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
 from torch import nn
 
-from nml.params import OptimConfig
-from nml.training import epoch_generator, make_optimizer, make_scheduler, shuffled_batches
+from nml.training import epoch_generator, shuffled_batches
 from nml.tuners.heads import ACTIVATIONS, HEAD_KINDS, make_head
 
 DEVICES = ("cpu", "cuda", "auto")
 
-# (B, generator) -> features of the batch: either rows of a cached tensor or encoder(images[idx])
-BatchSource = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+# (batch indices, generator) -> the batch's views of f (one or two (B, D) tensors): rows of a
+# cached matrix, draws from a cached bank of augmented views, or encoder(augment(images[idx]))
+BatchSource = Callable[[torch.Tensor, torch.Generator], list[torch.Tensor]]
 
 _INFERENCE_CHUNK = 8192  # rows per forward pass in transform(); bounds memory on large X
 
@@ -60,6 +61,12 @@ def check_hyper_params(hp: dict[str, Any], *, min_batch_size: int = 1) -> None:
             raise ValueError(f"{name} must be a finite number >= 0, got {hp[name]!r}")
     if "svd_top_k" in hp and (not _is_int(hp["svd_top_k"]) or hp["svd_top_k"] < 1):
         raise ValueError(f"svd_top_k must be an integer >= 1, got {hp['svd_top_k']!r}")
+    if "n_views" in hp and hp["n_views"] not in (1, 2):
+        raise ValueError(f"n_views must be 1 or 2, got {hp['n_views']!r}")
+    if "warmup_steps" in hp and (not _is_int(hp["warmup_steps"]) or hp["warmup_steps"] < 0):
+        raise ValueError(f"warmup_steps must be an integer >= 0, got {hp['warmup_steps']!r}")
+    if "consistency_reduction" in hp and hp["consistency_reduction"] not in ("mean", "sum"):
+        raise ValueError(f"consistency_reduction must be 'mean' or 'sum', got {hp['consistency_reduction']!r}")
     for name, allowed in (("head", HEAD_KINDS), ("activation", ACTIVATIONS), ("device", DEVICES)):
         if name in hp and hp[name] not in allowed:
             raise ValueError(f"{name} must be one of {list(allowed)}, got {hp[name]!r}")
@@ -67,15 +74,59 @@ def check_hyper_params(hp: dict[str, Any], *, min_batch_size: int = 1) -> None:
         raise ValueError(f"seed must be an integer, got {hp['seed']!r}")
 
 
+def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step learning rate: linear warm-up over ``warmup_steps``, then cosine to zero at
+    ``total_steps`` (the authors' ``cosine_lr``; their published command lines use no warm-up)."""
+    total = max(1, int(total_steps))
+    warmup = int(warmup_steps)
+
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def authors_classifier(n_features: int, n_classes: int) -> nn.Linear:
+    """The linear classifier g as the authors build it: Kaiming-uniform weights, zero bias."""
+    layer = nn.Linear(n_features, n_classes)
+    with torch.no_grad():
+        nn.init.kaiming_uniform_(layer.weight)
+        layer.bias.zero_()
+    return layer
+
+
+def _view_pair(bank: torch.Tensor, idx: torch.Tensor, gen: torch.Generator) -> list[torch.Tensor]:
+    """Two different views of each sample, drawn from a (N, V, D) bank (V >= 2)."""
+    v = bank.shape[1]
+    first = torch.randint(v, (len(idx),), generator=gen)
+    second = (first + torch.randint(1, v, (len(idx),), generator=gen)) % v
+    return [bank[idx, first.to(bank.device)], bank[idx, second.to(bank.device)]]
+
+
 class FeatureTuner(ClassifierMixin, BaseEstimator):
     """Base class: train a head h and a linear classifier g on frozen features, g(h(f)).
 
-    Training: ``torch.manual_seed(seed)``, build h then g (PyTorch default init), AdamW with a
-    per-step cosine schedule to zero, ``epochs`` passes over mini-batches of ``batch_size`` whose
-    order comes from ``epoch_generator(seed, epoch)``. Subclasses with
-    ``_skip_singleton_batches = True`` skip a trailing batch of one sample (it happens when
-    ``N % batch_size == 1``): BatchNorm and the batch covariance are undefined on one sample.
-    The skipped sample changes every epoch, and the cosine schedule counts only the steps taken.
+    Training: ``torch.manual_seed(seed)``, build h then g (g as the authors build it: Kaiming-
+    uniform weights, zero bias), AdamW with a per-step cosine schedule to zero (after
+    ``warmup_steps`` of linear warm-up where the tuner has them), ``epochs`` passes over
+    mini-batches of ``batch_size`` whose order comes from ``epoch_generator(seed, epoch)``.
+
+    **Views.** With ``n_views == 1`` each step reads the batch's rows of X. With ``n_views == 2``
+    (the authors' NMTune loop) each step reads two views of each sample — the authors re-run
+    the encoder on two independently augmented copies of the batch — and the head and classifier
+    see both (2B rows; cross-entropy on both, labels repeated). Views come from a bank of
+    augmented features passed as ``fit(X, y, views=bank)`` (two different views of the bank per
+    sample and step, drawn with the epoch's generator), or from an encoder re-run on every batch
+    (:meth:`fit_encoder`). Without a bank both views are the row of X itself (e.g. text features,
+    which have no augmentation).
+
+    Subclasses with ``_skip_singleton_batches = True`` skip a trailing batch of one sample (it
+    happens when ``N % batch_size == 1``): BatchNorm and the batch covariance are undefined on one
+    sample. The skipped sample changes every epoch, and the cosine schedule counts only the steps
+    taken.
 
     Fitted attributes
     -----------------
@@ -100,12 +151,18 @@ class FeatureTuner(ClassifierMixin, BaseEstimator):
 
     def _loss(self, logits: torch.Tensor, y: torch.Tensor, z: torch.Tensor, f: torch.Tensor,
               hp: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float] | None]:
-        """(loss to back-propagate, per-term floats to record or None)."""
+        """(loss to back-propagate, per-term floats to record or None).
+
+        ``logits``, ``y`` and ``z`` hold every row of the step (2B with two views: weak rows
+        first); ``f`` is the (B, D) frozen feature of the first (weak) view.
+        """
         return F.cross_entropy(logits, y), None
 
     # ---------------------------------------------------------------- validation helpers
     def _checked_hyper_params(self, **overrides: Any) -> dict[str, Any]:
         hp = {**self._hyper_params(), **{k: v for k, v in overrides.items() if v is not None}}
+        hp.setdefault("n_views", 1)
+        hp.setdefault("warmup_steps", 0)
         check_hyper_params(hp, min_batch_size=2 if self._skip_singleton_batches else 1)
         return hp
 
@@ -135,19 +192,42 @@ class FeatureTuner(ClassifierMixin, BaseEstimator):
         return X
 
     # ---------------------------------------------------------------- training
-    def fit(self, X: Any, y: Any) -> FeatureTuner:
-        """Train on features X (N×D, finite) and labels y (N, any sortable values); returns self."""
+    def fit(self, X: Any, y: Any, views: Any = None) -> FeatureTuner:
+        """Train on features X (N×D, finite) and labels y (N, any sortable values); returns self.
+
+        ``views`` (optional): a bank of augmented features of the same samples, (N, V, D) with
+        V >= 2, read only by tuners with ``n_views == 2``; X itself stays what ``transform``,
+        ``predict`` and (with ``standardize``) the training statistics are about.
+        """
         # training needs autograd even when the caller sits in a torch.no_grad() block
         with torch.enable_grad():
             hp = self._checked_hyper_params()
             X, y = check_X_y(X, y, dtype=np.float32, ensure_all_finite=True)
+            bank = None
+            if views is not None and hp["n_views"] == 2:
+                bank = np.asarray(views, dtype=np.float32)
+                if bank.ndim != 3 or bank.shape[0] != X.shape[0] or bank.shape[2] != X.shape[1] or bank.shape[1] < 2:
+                    raise ValueError(f"views must be a bank (N={X.shape[0]}, V>=2, D={X.shape[1]}) of augmented "
+                                     f"features of X, got shape {bank.shape}")
+                if not np.all(np.isfinite(bank)):
+                    raise ValueError("views contains NaN or inf")
             y_idx = self._encode_labels(y)
             self.n_features_in_ = X.shape[1]
             self.mean_ = X.mean(0)
             self.scale_ = X.std(0) + 1e-6
             device = self._device()
             xt = torch.from_numpy(self._scale(X).astype(np.float32)).to(device)
-            self._train(lambda idx, gen: xt[idx.to(device)], y_idx, X.shape[1], device, hp)
+            vt = None if bank is None else torch.from_numpy(self._scale(bank).astype(np.float32)).to(device)
+
+            def source(idx: torch.Tensor, gen: torch.Generator) -> list[torch.Tensor]:
+                idx = idx.to(device)
+                if hp["n_views"] == 1:
+                    return [xt[idx]]
+                if vt is None:
+                    return [xt[idx], xt[idx]]
+                return _view_pair(vt, idx, gen)
+
+            self._train(source, y_idx, X.shape[1], device, hp)
         return self
 
     def fit_encoder(
@@ -162,10 +242,11 @@ class FeatureTuner(ClassifierMixin, BaseEstimator):
         """Train like :meth:`fit`, but encode every batch of every epoch instead of caching X.
 
         The NMTune authors' way of working (and what their runtime numbers measure): for each
-        mini-batch of indices, ``f = encoder(augment(images[idx], generator))`` under
-        ``torch.no_grad()``, then the same step as :meth:`fit`. Loss, optimiser, schedule, batch
-        order and seeds are those of :meth:`fit`, so with no augmentation and
-        ``standardize=False`` the result equals ``fit(encoder(images), y)`` up to float rounding.
+        mini-batch of indices and each of the ``n_views`` views, ``f = encoder(augment(images[idx],
+        generator))`` under ``torch.no_grad()``, then the same step as :meth:`fit`. Loss,
+        optimiser, schedule, batch order and seeds are those of :meth:`fit`, so with one view, no
+        augmentation and ``standardize=False`` the result equals ``fit(encoder(images), y)`` up to
+        float rounding.
 
         Parameters
         ----------
@@ -199,15 +280,18 @@ class FeatureTuner(ClassifierMixin, BaseEstimator):
                 n_features = int(encoder(images[:2]).shape[-1])
             device = self._device()
 
-            def encode(idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-                batch = images[idx.to(images.device)]
-                if augment is not None:
-                    batch = augment(batch, gen)
-                with torch.no_grad():
-                    f = encoder(batch)
-                if f.ndim != 2 or f.shape != (len(idx), n_features):
-                    raise ValueError(f"encoder must return ({len(idx)}, {n_features}) features, got {tuple(f.shape)}")
-                return f.to(device=device, dtype=torch.float32)
+            def encode(idx: torch.Tensor, gen: torch.Generator) -> list[torch.Tensor]:
+                out = []
+                for _ in range(hp["n_views"]):
+                    batch = images[idx.to(images.device)]
+                    if augment is not None:
+                        batch = augment(batch, gen)
+                    with torch.no_grad():
+                        f = encoder(batch)
+                    if f.ndim != 2 or f.shape != (len(idx), n_features):
+                        raise ValueError(f"encoder must return ({len(idx)}, {n_features}) features, got {tuple(f.shape)}")
+                    out.append(f.to(device=device, dtype=torch.float32))
+                return out
 
             self.n_features_in_ = n_features
             # the features are used as they come; identity statistics keep _scale() a no-op
@@ -223,26 +307,29 @@ class FeatureTuner(ClassifierMixin, BaseEstimator):
         yt = torch.from_numpy(y_idx.astype(np.int64)).to(device)
         torch.manual_seed(self.seed)
         head = self._make_head(n_features, hp).to(device)
-        classifier = nn.Linear(n_features, len(self.classes_)).to(device)
-        cfg = OptimConfig(epochs=int(hp["epochs"]), batch_size=int(hp["batch_size"]), optimizer="adamw",
-                          lr=float(hp["lr"]), weight_decay=float(hp["weight_decay"]), schedule="cosine")
-        opt = make_optimizer([*head.parameters(), *classifier.parameters()], cfg)
-        skip_last = self._skip_singleton_batches and n > cfg.batch_size and n % cfg.batch_size == 1
-        sched = make_scheduler(opt, cfg, -(-n // cfg.batch_size) - int(skip_last))
+        classifier = authors_classifier(n_features, len(self.classes_)).to(device)
+        epochs, batch_size = int(hp["epochs"]), int(hp["batch_size"])
+        opt = torch.optim.AdamW([*head.parameters(), *classifier.parameters()], lr=float(hp["lr"]),
+                                weight_decay=float(hp["weight_decay"]))
+        skip_last = self._skip_singleton_batches and n > batch_size and n % batch_size == 1
+        steps_per_epoch = -(-n // batch_size) - int(skip_last)
+        sched = cosine_schedule(opt, epochs * steps_per_epoch, int(hp["warmup_steps"]))
         n_seen = n - int(skip_last)
         head.train()
         self.loss_curve_: list[float] = []
         parts_curve: list[dict[str, float]] = []
-        for epoch in range(cfg.epochs):
+        for epoch in range(epochs):
             gen = epoch_generator(self.seed, epoch)
             total = 0.0
             part_sums: dict[str, float] = {}
-            for idx in shuffled_batches(n, cfg.batch_size, gen):
+            for idx in shuffled_batches(n, batch_size, gen):
                 if skip_last and len(idx) == 1:
                     continue
-                f = source(idx, gen)
-                z = head(f)
-                loss, parts = self._loss(classifier(z), yt[idx.to(device)], z, f, hp)
+                views = source(idx, gen)
+                f = views[0]
+                z = head(torch.cat(views) if len(views) > 1 else f)
+                y_batch = yt[idx.to(device)]
+                loss, parts = self._loss(classifier(z), y_batch.repeat(len(views)), z, f, hp)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -13,9 +13,10 @@ class LinearProbe(FeatureTuner):
     """Linear classifier on frozen features, trained as in NMTune App. A.2.
 
     AdamW with a cosine schedule for ``epochs`` epochs of mini-batches (the authors' command line:
-    lr 0.01, weight decay 1e-4, 30 epochs, batch 64). ``standardize`` z-scores each feature with
-    the training set's statistics first, which makes one learning rate fit features of any scale
-    (different checkpoints' features differ in norm by orders of magnitude).
+    lr 0.01, weight decay 1e-4, 30 epochs, batch 64), on the cached features of un-augmented
+    images as in the authors' ``finetune.py --freeze-encoder`` (their LP reads features computed
+    once with the evaluation transform). ``standardize`` z-scores each feature with the training
+    set's statistics first (off by default: the authors' probe reads raw features).
 
     A :class:`~nml.tuners.base.FeatureTuner` whose head is the identity, so ``transform`` returns
     the (standardised) features. Unlike the head tuners it trains on every batch, including a
@@ -38,7 +39,7 @@ class LinearProbe(FeatureTuner):
         batch_size: int = 64,
         lr: float = 0.01,
         weight_decay: float = 1e-4,
-        standardize: bool = True,
+        standardize: bool = False,
         seed: int = 0,
         device: str = "cpu",
     ):

@@ -1,7 +1,8 @@
 """The three NMTune regularisers on a batch of tuned features z = h(f), and their sum with CE.
 
-All functions take torch tensors of shape (B, D) — B samples, D feature dimensions — and return
-0-dim tensors that autograd differentiates.
+All functions take torch tensors of shape (M, D) — M rows, D feature dimensions — and return
+0-dim tensors that autograd differentiates. With the authors' two-view loop the batch holds the
+weak view's rows then the strong view's rows (M = 2B); with one view, M = B.
 """
 
 from __future__ import annotations
@@ -9,33 +10,46 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-_EPS = 1e-8
+_EPS = 1e-12  # F.normalize's default: a zero row stays zero instead of becoming NaN
+CONSISTENCY_REDUCTIONS = ("mean", "sum")
 
 
-def consistency_loss(z: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+def consistency_loss(z: torch.Tensor, f: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """L_MSE: keep the direction of each tuned feature close to the pre-trained one.
 
-    Computes ``mean_b ‖ z_b/‖z_b‖ − f_b/‖f_b‖ ‖²`` (Euclidean norms per row, each norm clamped
-    below at 1e-8 so all-zero rows give 0 rather than NaN). Equals ``2 − 2·cos(z_b, f_b)``
-    averaged over the batch, so it lies in [0, 4] and is 0 iff every z_b is a positive multiple
-    of f_b.
+    With ``ẑ_b = z_b/‖z_b‖`` and ``f̂_b = f_b/‖f_b‖`` (Euclidean norms per row; the anchor ``f``
+    is detached, so no gradient flows into it):
+
+    * ``reduction="mean"`` — the authors' code: ``torch.nn.MSELoss()`` between the two, i.e.
+      ``(1/(B·D)) Σ_b Σ_d (ẑ_bd − f̂_bd)²``, the mean over all ``B·D`` elements;
+    * ``reduction="sum"`` — the paper's formula: ``(1/B) Σ_b ‖ẑ_b − f̂_b‖²``, summed over the
+      ``D`` dimensions (``D`` times the "mean" value).
+
+    Per row ``‖ẑ_b − f̂_b‖² = 2 − 2·cos(z_b, f_b)``, so the "sum" value lies in [0, 4] and is 0
+    iff every ``z_b`` is a positive multiple of ``f_b``.
     """
+    if reduction not in CONSISTENCY_REDUCTIONS:
+        raise ValueError(f"reduction must be one of {list(CONSISTENCY_REDUCTIONS)}, got {reduction!r}")
+    if z.shape != f.shape:
+        raise ValueError(f"z and f must have the same shape, got {tuple(z.shape)} and {tuple(f.shape)}")
     zn = F.normalize(z, dim=1, eps=_EPS)
-    fn = F.normalize(f, dim=1, eps=_EPS)
-    return (zn - fn).pow(2).sum(1).mean()
+    fn = F.normalize(f.detach(), dim=1, eps=_EPS)
+    squared = (zn - fn).pow(2)
+    return squared.mean() if reduction == "mean" else squared.sum(1).mean()
 
 
 def covariance_loss(z: torch.Tensor) -> torch.Tensor:
     """L_COV: decorrelate the feature dimensions.
 
-    With ``C = (z − mean_b z)ᵀ (z − mean_b z) / (B − 1)`` the unbiased (D, D) covariance of the
-    batch, returns ``(1/D) Σ_{i≠j} C_ij²``. Needs B >= 2.
+    With ``C = (z − mean_m z)ᵀ (z − mean_m z) / (M − 1)`` the unbiased (D, D) covariance of the
+    batch (centred over its M rows), returns ``(1/D) Σ_{i≠j} C_ij²``, as in the authors' code and
+    VICReg. Needs M >= 2.
     """
-    b, d = z.shape
-    if b < 2:
-        raise ValueError(f"covariance_loss needs a batch of at least 2 samples, got {b}")
+    m, d = z.shape
+    if m < 2:
+        raise ValueError(f"covariance_loss needs a batch of at least 2 samples, got {m}")
     zc = z - z.mean(0, keepdim=True)
-    cov = zc.T @ zc / (b - 1)
+    cov = zc.T @ zc / (m - 1)
     off = cov - torch.diag(torch.diagonal(cov))
     return off.pow(2).sum() / d
 
@@ -43,16 +57,17 @@ def covariance_loss(z: torch.Tensor) -> torch.Tensor:
 def dominant_singular_value_loss(z: torch.Tensor, top_k: int = 1) -> torch.Tensor:
     """L_SVD: reward a dominant top of the spectrum.
 
-    With σ the singular values of the batch matrix z as is (not centred; ``torch.linalg.svdvals``,
-    descending), returns ``−mean(σ[:k]) / Σσ`` where ``k = min(top_k, len(σ))`` and the sum is
-    clamped below at 1e-8. ``top_k=1`` is the paper's −σ1/Σσ; ``top_k=5`` is the authors' code.
-    The value lies in [−1, 0); it is −1 iff z has rank 1 (for top_k=1).
+    With σ the singular values of the batch matrix z as it is (not centred;
+    ``torch.linalg.svdvals``, descending), returns ``−(1/k) Σ_{i<k} σ_i / Σ_j σ_j`` where
+    ``k = min(top_k, len(σ))`` and the sum is clamped below at 1e-8: ``top_k=1`` is the paper's
+    −σ1/Σσ; ``top_k=5`` is the authors' code (the mean of the top five normalised values). The
+    value lies in [−1, 0); it is −1 iff z has rank 1 (for top_k=1).
     """
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     sigma = torch.linalg.svdvals(z)
     k = min(int(top_k), sigma.shape[0])
-    return -sigma[:k].mean() / sigma.sum().clamp_min(_EPS)
+    return -sigma[:k].mean() / sigma.sum().clamp_min(1e-8)
 
 
 def nmtune_loss(
@@ -64,12 +79,27 @@ def nmtune_loss(
     w_covariance: float,
     w_dominant_sv: float,
     svd_top_k: int = 1,
+    consistency_reduction: str = "sum",
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The NMTune objective on one batch.
 
-    ``total = CE(logits, y) + w_consistency·L_MSE(z, f) + w_covariance·L_COV(z)
-    + w_dominant_sv·L_SVD(z, svd_top_k)``. A term whose weight is 0 is not computed (no SVD when
-    ``w_dominant_sv == 0``) and reported as 0.0.
+    Parameters
+    ----------
+    logits, y : (M, C) classifier outputs on every row of ``z`` and their labels (M,).
+    z : (M, D) tuned features of the whole batch. With the authors' two views, M = 2B: the weak
+        view's rows, then the strong view's rows.
+    f : (B, D) frozen features the consistency term anchors to — the weak view's ``f``. The
+        consistency term compares them with the *last* B rows of ``z`` (the strong view; with one
+        view, ``z`` itself).
+    w_consistency, w_covariance, w_dominant_sv : the weights of the three terms.
+    svd_top_k, consistency_reduction : see :func:`dominant_singular_value_loss` and
+        :func:`consistency_loss`.
+
+    ``total = CE(logits, y) + w_consistency·L_MSE(z[-B:], f) + w_covariance·L_COV(z)
+    + w_dominant_sv·L_SVD(z)``: cross-entropy is the mean over all M rows (both views, labels
+    repeated), covariance and SVD are taken on the whole M-row batch — all as in the authors'
+    loop. A term whose weight is 0 is not computed (no SVD when ``w_dominant_sv == 0``) and
+    reported as 0.0.
 
     Returns
     -------
@@ -77,11 +107,14 @@ def nmtune_loss(
     parts : ``{"ce", "consistency", "covariance", "dominant_sv"}`` — the *unweighted* batch
         values of each term as Python floats.
     """
+    b = f.shape[0]
+    if z.shape[0] % b != 0:
+        raise ValueError(f"z must hold a whole number of views of the {b}-row batch, got {z.shape[0]} rows")
     ce = F.cross_entropy(logits, y)
     total = ce
     terms: dict[str, torch.Tensor] = {}
     if w_consistency:
-        terms["consistency"] = consistency_loss(z, f)
+        terms["consistency"] = consistency_loss(z[-b:], f, consistency_reduction)
         total = total + w_consistency * terms["consistency"]
     if w_covariance:
         terms["covariance"] = covariance_loss(z)
