@@ -11,11 +11,16 @@ from nml.assets.base import AssetError
 from nml.params import ParamsError
 
 
-def _add_run(sub: argparse._SubParsersAction) -> None:
-    run = sub.add_parser("run", help="execute the notebooks in order with papermill")
-    source = run.add_mutually_exclusive_group()
+def _add_params_source(parser: argparse.ArgumentParser) -> None:
+    """``--profile`` or ``--params``, one of them (``nml run``, ``nml select``)."""
+    source = parser.add_mutually_exclusive_group()
     source.add_argument("--profile", help="smoke | cpu | paper (default: cpu)")
     source.add_argument("--params", metavar="FILE", help="a params YAML of your own")
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser("run", help="execute the notebooks in order with papermill")
+    _add_params_source(run)
     run.add_argument("--only", metavar="NN,NN", help="run only these notebooks, e.g. 01,02")
     run.add_argument(
         "-p", dest="overrides", action="append", default=[], metavar="section.key=value",
@@ -170,9 +175,7 @@ def _cmd_bench_drift(args: argparse.Namespace) -> int:
 
 def _add_select(sub: argparse._SubParsersAction) -> None:
     sel = sub.add_parser("select", help="run the validation sweeps behind the params' chosen values")
-    source = sel.add_mutually_exclusive_group()
-    source.add_argument("--profile", help="smoke | cpu | paper (default: cpu)")
-    source.add_argument("--params", metavar="FILE", help="a params YAML of your own")
+    _add_params_source(sel)
     sel.add_argument("--only", metavar="NAME,NAME", help="run only these sweeps (default: all; see --list)")
     sel.add_argument("-p", dest="overrides", action="append", default=[], metavar="section.key=value",
                      help="override one params value (YAML syntax); repeatable")

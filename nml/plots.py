@@ -5,15 +5,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import matplotlib
+# No backend is forced here: JupyterLab shows figures inline, papermill and headless runs fall back
+# to Agg on their own, and the tests set MPLBACKEND=Agg (tests/conftest.py).
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
 
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from nml.cache import atomic_write  # noqa: E402
+from nml.cache import atomic_write
 
 log = logging.getLogger("nml.plots")
 sns.set_theme(style="whitegrid", context="notebook")

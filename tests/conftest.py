@@ -2,6 +2,7 @@ import os
 
 import pytest
 
+os.environ.setdefault("MPLBACKEND", "Agg")  # headless; nml itself never forces a backend
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 

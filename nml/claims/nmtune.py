@@ -115,30 +115,31 @@ def claim_clean_best_again(scores: Scores, claim: str, scope: str, seed: str, re
     return claim_row(claim, CLAIMS[claim], scope, est, evidence=evidence)
 
 
+def _c4_claims(rows: pd.DataFrame, truth: Mapping[str, np.ndarray], group: str, seed_col: str, *,
+               with_c4c: bool) -> list[dict]:
+    """C4a, C4b (and C4c across checkpoints) per value of ``group`` (track or encoder) and split kind."""
+    f1, acc = method_scores(rows, truth, "macro_f1"), method_scores(rows, truth, "accuracy")
+    out = []
+    for value in sorted(rows[group].unique()):
+        for kind in ("ID", "OOD"):
+            scope = f"{value} {kind}"
+            sf, sa = f1.where(**{group: value, "kind": kind}), acc.where(**{group: value, "kind": kind})
+            out.append(claim_beats(sf, sa, "NMTune", "MLP", "C4a", scope, seed_col))
+            out.append(claim_beats(sf, sa, "MLP", "LP", "C4b", scope, seed_col))
+            if with_c4c:
+                out.append(claim_clean_best_again(sf, "C4c", scope, seed_col, ("LP", "MLP")))
+    return out
+
+
 def tuning_claims(checkpoint_rows: pd.DataFrame, truth: Mapping[str, np.ndarray],
                   real_rows: pd.DataFrame | None = None, noisy_rows: pd.DataFrame | None = None) -> pd.DataFrame:
     """The C4–C5 table: per track and split on the checkpoints, per encoder on the real models,
     and the noisy-downstream claims. ``truth`` maps every ``test_id`` to its true labels."""
     out = []
     if not checkpoint_rows.empty:
-        f1 = method_scores(checkpoint_rows, truth, "macro_f1")
-        acc = method_scores(checkpoint_rows, truth, "accuracy")
-        for track in sorted(checkpoint_rows["track"].unique()):
-            for kind in ("ID", "OOD"):
-                scope = f"{track} {kind}"
-                sf, sa = f1.where(track=track, kind=kind), acc.where(track=track, kind=kind)
-                out.append(claim_beats(sf, sa, "NMTune", "MLP", "C4a", scope, "seed"))
-                out.append(claim_beats(sf, sa, "MLP", "LP", "C4b", scope, "seed"))
-                out.append(claim_clean_best_again(sf, "C4c", scope, "seed", ("LP", "MLP")))
+        out += _c4_claims(checkpoint_rows, truth, "track", "seed", with_c4c=True)
     if real_rows is not None and not real_rows.empty:
-        f1 = method_scores(real_rows, truth, "macro_f1")
-        acc = method_scores(real_rows, truth, "accuracy")
-        for enc in sorted(real_rows["encoder"].unique()):
-            for kind in ("ID", "OOD"):
-                scope = f"{enc} {kind}"
-                sf, sa = f1.where(encoder=enc, kind=kind), acc.where(encoder=enc, kind=kind)
-                out.append(claim_beats(sf, sa, "NMTune", "MLP", "C4a", scope, "tuner_seed"))
-                out.append(claim_beats(sf, sa, "MLP", "LP", "C4b", scope, "tuner_seed"))
+        out += _c4_claims(real_rows, truth, "encoder", "tuner_seed", with_c4c=False)
     if noisy_rows is not None and not noisy_rows.empty:
         out += noisy_downstream_claims(noisy_rows, truth)
     return pd.DataFrame(out, columns=list(COLUMNS))
