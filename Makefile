@@ -14,8 +14,9 @@ STAMP := $(VENV)/.nml-installed
 reproduce: setup ## run every notebook on the cpu profile; figures and tables in figures/cpu/
 	$(BIN)/nml run --profile $(PROFILE)
 
-test: setup ## ruff, then the whole test suite (including a smoke run of every notebook)
+test: setup ## ruff, the import contracts (pyproject.toml), then the whole test suite (including a smoke run of every notebook)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 setup: $(STAMP) assets
@@ -31,6 +32,7 @@ assets: $(STAMP) ## fetch (or verify) the offline datasets and models the profil
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 smoke: setup ## every notebook on tiny data, in about a minute
 	$(BIN)/nml run --profile smoke

@@ -1,4 +1,5 @@
-"""The ``nml`` command: ``nml run``, ``nml assets``, ``nml bench``, ``nml select``, ``nml report --readme``."""
+"""The ``nml`` command: ``nml run``, ``nml assets``, ``nml bench``, ``nml select``, ``nml report --readme``,
+``nml list``."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
+from nml._infra.schema import ParamsError
 from nml.assets.base import AssetError
-from nml.params import ParamsError
 
 
 def _add_params_source(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +61,7 @@ def _add_assets(sub: argparse._SubParsersAction) -> None:
     fetch.add_argument("names", nargs="*")
     fetch.add_argument("--all", action="store_true", help="every offline asset")
     fetch.add_argument("--force", action="store_true", help="fetch again even if verified")
-    verify = verbs.add_parser("verify", help="check sha256 of fetched assets")
+    verify = verbs.add_parser("verify", help="check sha256 of fetched assets; exit 1 if any is missing or corrupt")
     verify.add_argument("names", nargs="*")
 
 
@@ -77,17 +78,22 @@ def _cmd_assets(args: argparse.Namespace) -> int:
             path = assets.fetch(name, force=args.force)
             print(f"{name}: {path}")
         return 0
-    names = args.names or [a.name for a in assets.list_assets()]
-    bad = 0
-    for name in names:
-        result = assets.verify(name)
-        print(f"{name}: {result}")
-        bad += not result.ok
-    return 1 if bad and args.names else 0
+    # verify: one line per asset; exit 1 if any named (default: every) asset is missing or corrupt
+    results = assets.verify_assets(args.names or None)
+    for result in results:
+        print(f"{result.name}: {result}")
+    bad = [r for r in results if not r.ok]
+    if bad:
+        print(f"nml: error: {len(bad)} of {len(results)} assets not usable: "
+              + ", ".join(f"{r.name} is {r.status}" for r in bad)
+              + f"; run `nml assets fetch {' '.join(r.name for r in bad)}`", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    from nml.bench import BENCH_ENCODERS, TURN_BENCH_BACKBONES
+    from nml.chapters.ch03_nmtune.bench import BENCH_ENCODERS
+    from nml.chapters.ch04_turn.bench import TURN_BENCH_BACKBONES
 
     bench = sub.add_parser("bench", help="measure speed ratios on this machine")
     what = bench.add_subparsers(dest="what", required=True)
@@ -118,7 +124,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return _cmd_bench_drift(args)
     if args.what == "turn":
         return _cmd_bench_turn(args)
-    from nml.bench import bench_nmtune, format_report
+    from nml.chapters.ch03_nmtune.bench import bench_nmtune, format_report
 
     for name, value in (("--n", args.n), ("--online-epochs", args.online_epochs), ("--image-size", args.image_size)):
         if value <= 0:
@@ -134,7 +140,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_turn(args: argparse.Namespace) -> int:
-    from nml.bench import TURN_BENCH_BACKBONES, bench_turn, format_turn_report
+    from nml.chapters.ch04_turn.bench import TURN_BENCH_BACKBONES, bench_turn, format_turn_report
 
     for name, value in (("--n", args.n), ("--epochs", args.epochs), ("--image-size", args.image_size)):
         if value <= 0:
@@ -153,8 +159,8 @@ def _cmd_bench_turn(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_drift(args: argparse.Namespace) -> int:
+    from nml.config import load_params
     from nml.drift import bench_drift, format_drift_report
-    from nml.params import load_params
 
     chapters = [c.strip() for c in args.chapters.split(",") if c.strip()]
     bad = [c for c in chapters if c not in ("02", "03")]
@@ -184,8 +190,8 @@ def _add_select(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_select(args: argparse.Namespace) -> int:
-    from nml.locations import project_root
-    from nml.params import load_params
+    from nml._infra.paths import project_root
+    from nml.config import load_params
     from nml.selection import SWEEPS, run_sweeps
 
     if args.list:
@@ -214,8 +220,8 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from nml.locations import project_root
-    from nml.readme import update_readme
+    from nml._infra.paths import project_root
+    from nml.report.readme import update_readme
 
     figures = Path(args.figures_dir) if args.figures_dir else project_root() / "figures" / args.profile
     if not figures.is_dir():
@@ -223,6 +229,35 @@ def _cmd_report(args: argparse.Namespace) -> int:
     readme = project_root() / "README.md"
     changed = update_readme(readme, figures)
     print(f"{readme}: {'updated' if changed else 'already up to date'} from {figures}")
+    return 0
+
+
+# What ``nml list`` shows: kind -> (module, its registry); imported only for the kind asked.
+_LISTABLE: dict[str, tuple[str, str]] = {
+    "models": ("nml.models.backbones", "BACKBONE_REGISTRY"),
+    "encoders": ("nml.models.image_encoders", "ENCODER_REGISTRY"),
+    "text-encoders": ("nml.models.text_encoders", "TEXT_ENCODER_REGISTRY"),
+    "tuners": ("nml.estimators.frozen", "TUNER_REGISTRY"),
+    "methods": ("nml.estimators.noisy_labels", "METHOD_REGISTRY"),
+    "datasets": ("nml.data.catalog", "DATASET_REGISTRY"),
+}
+
+
+def _add_list(sub: argparse._SubParsersAction) -> None:
+    lst = sub.add_parser("list", help="the names a params file may use: models, encoders, methods, datasets...")
+    lst.add_argument("kind", choices=list(_LISTABLE),
+                     help="models: pre-training backbones; methods: noisy-label methods; tuners: frozen-feature tuners")
+    lst.add_argument("pattern", nargs="?", help="only names matching this shell pattern, e.g. 'cifar*'")
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    import importlib
+
+    module, registry = _LISTABLE[args.kind]
+    rows = getattr(importlib.import_module(module), registry).describe(args.pattern)
+    width = max((len(name) for name, _ in rows), default=0)
+    for name, description in rows:
+        print(f"{name:<{width}}  {description}")
     return 0
 
 
@@ -235,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench(sub)
     _add_select(sub)
     _add_report(sub)
+    _add_list(sub)
     return parser
 
 
@@ -254,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_select(args)
         if args.command == "report":
             return _cmd_report(args)
+        if args.command == "list":
+            return _cmd_list(args)
         return _cmd_assets(args)
     except (ParamsError, KeyError, FileNotFoundError, AssetError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)

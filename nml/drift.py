@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from nml.params import Params
+from nml.config import Params
 
 DRIFT_CHAPTERS = ("02", "03")
 
@@ -44,9 +44,10 @@ def _compare_claims(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
 
 def drift_02(params: Params, eps: float = 1e-6, seed: int = 0) -> DriftReport:
     """Chapter 02: every checkpoint's probes refitted on perturbed features."""
-    from nml.chapters import pretraining, spectral
-    from nml.claims.spectral import spectral_claims
-    from nml.job_cache import _single_threaded
+    from nml._infra.jobs import _single_threaded
+    from nml.chapters.ch01_pretraining import run as pretraining
+    from nml.chapters.ch02_spectral import run as spectral
+    from nml.chapters.ch02_spectral.claims import spectral_claims
 
     pre = pretraining.load_pretrain_data(params)
     checkpoints = pretraining.pretrain_all(params, pre)
@@ -71,9 +72,12 @@ def drift_02(params: Params, eps: float = 1e-6, seed: int = 0) -> DriftReport:
 
 def drift_03(params: Params, eps: float = 1e-6, seed: int = 0) -> DriftReport:
     """Chapter 03's main grid (Fig. 5 analog): every LP / MLP / NMTune fit refitted on perturbed features."""
-    from nml.chapters import nmtune, pretraining, spectral
-    from nml.claims.nmtune import tuning_claims
-    from nml.job_cache import _single_threaded
+    from nml._infra.jobs import _single_threaded
+    from nml.chapters.ch01_pretraining import run as pretraining
+    from nml.chapters.ch02_spectral import run as spectral
+    from nml.chapters.ch03_nmtune import run as nmtune
+    from nml.chapters.ch03_nmtune.claims import tuning_claims
+    from nml.chapters.fit_jobs import fit_and_score
 
     pre = pretraining.load_pretrain_data(params)
     checkpoints = pretraining.pretrain_all(params, pre)
@@ -93,7 +97,7 @@ def drift_03(params: Params, eps: float = 1e-6, seed: int = 0) -> DriftReport:
     from tqdm.auto import tqdm
 
     results = Parallel(n_jobs=params.nmtune.n_jobs, return_as="generator")(
-        delayed(_single_threaded)(nmtune.fit_and_score, j) for j in jobs)
+        delayed(_single_threaded)(fit_and_score, j) for j in jobs)
     rows = [{**row, **job.meta, "method": job.method.label}
             for job, res in zip(jobs, tqdm(results, total=len(jobs), desc="drift refits"), strict=True) for row in res]
     after = pd.DataFrame(rows)

@@ -6,8 +6,8 @@ import logging
 import sys
 from pathlib import Path
 
-from nml.locations import project_root
-from nml.params import Params, load_params
+from nml._infra.paths import project_root
+from nml.config import Params, load_params
 
 
 def setup(profile: str = "cpu", params_path: str | None = None, output_dir: str | None = None) -> tuple[Params, Path]:

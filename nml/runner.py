@@ -7,15 +7,18 @@ file (written once, after validation) and the output directory for its figures a
 
 from __future__ import annotations
 
+import importlib
 import logging
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from nml.cache import atomic_write_text
-from nml.locations import project_root
-from nml.params import Params, ParamsError, dump_params, load_params
+from nml._infra.cache import atomic_write_text
+from nml._infra.paths import project_root
+from nml._infra.schema import ParamsError
+from nml.chapters import CHAPTERS
+from nml.config import Params, dump_params, load_params
 
 log = logging.getLogger("nml.runner")
 
@@ -91,9 +94,7 @@ def plan_run(
     params = load_params(profile, params_file, overrides, require_data=require_data)
     notebooks = select_notebooks(discover_notebooks(notebooks_dir), only)
     if require_data and any(nb.number >= "03" for nb in notebooks):
-        from nml.catalog import missing_models
-
-        missing = missing_models(params)
+        missing = params.missing_models()
         if missing:
             lines = [f"  - {name}: {what}" for name, what in missing.items()]
             raise ParamsError("models named in the params are missing on this machine:\n" + "\n".join(lines))
@@ -107,8 +108,6 @@ def plan_run(
 
 def describe_plan(plan: RunPlan) -> str:
     """What a run would do, for ``--dry-run``: notebooks, grids, what is missing here."""
-    from nml.grid import describe_grid
-
     p = plan.params
     lines = [
         f"profile: {p.profile}  ({p.description})" if p.description else f"profile: {p.profile}",
@@ -123,9 +122,7 @@ def describe_plan(plan: RunPlan) -> str:
     lines.append("missing on this machine:" if missing else "missing on this machine: nothing")
     for name, what in missing.items():
         lines.append(f"  - {name}: {'; '.join(what)}")
-    from nml.catalog import missing_models
-
-    for name, what in missing_models(p).items():
+    for name, what in p.missing_models().items():
         lines.append(f"  - model {name}: {what}")
     return "\n".join(lines)
 
@@ -179,3 +176,11 @@ def record_timing(figures_dir: Path, notebook: str, seconds: float) -> Path:
     row = pd.DataFrame([{"notebook": notebook, "seconds": round(seconds, 1), "finished": finished}])
     table = pd.concat([table[table["notebook"] != notebook], row], ignore_index=True).sort_values("notebook")
     return atomic_write_text(path, table.to_csv(index=False))
+
+
+def describe_grid(params: Params, number: str) -> list[str]:
+    """Notebook ``number``'s grid in words, from its chapter's ``dryrun.describe``."""
+    package = CHAPTERS.get(number)
+    if package is None:
+        return ["(this notebook describes its own grid)"]
+    return importlib.import_module(f"nml.chapters.{package}.dryrun").describe(params)

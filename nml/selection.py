@@ -21,22 +21,22 @@ from pathlib import Path
 
 import pandas as pd
 
-from nml.params import Params
+from nml.config import Params
 
 log = logging.getLogger("nml.selection")
 
 SWEEPS: dict[str, str] = {
     # name -> "module:function"; the function takes Params and returns one row per candidate
-    "02_probe": "nml.chapters.tuning_selection:select_probe",
-    "02_corruptions": "nml.chapters.tuning_selection:select_corruptions",
-    "03_tuner": "nml.chapters.tuning_selection:select_tuner",
-    "03_real_models_head": "nml.chapters.tuning_selection:select_real_models_head",
-    "turn_downstream": "nml.chapters.turn_selection:sweep_turn_downstream",
-    "turn_bn": "nml.chapters.turn_selection:sweep_turn_bn",
-    "turn_lp": "nml.chapters.turn_selection:sweep_turn_lp",
-    "turn_fft": "nml.chapters.turn_selection:sweep_turn_fft",
-    "turn_turn_lr": "nml.chapters.turn_selection:sweep_turn_turn_lr",
-    "05_party_min_words": "nml.chapters.language:sweep_party_min_words",
+    "02_probe": "nml.chapters.ch02_spectral.selection:select_probe",
+    "02_corruptions": "nml.chapters.ch02_spectral.selection:select_corruptions",
+    "03_tuner": "nml.chapters.ch03_nmtune.selection:select_tuner",
+    "03_real_models_head": "nml.chapters.ch03_nmtune.selection:select_real_models_head",
+    "turn_downstream": "nml.chapters.ch04_turn.selection:sweep_turn_downstream",
+    "turn_bn": "nml.chapters.ch04_turn.selection:sweep_turn_bn",
+    "turn_lp": "nml.chapters.ch04_turn.selection:sweep_turn_lp",
+    "turn_fft": "nml.chapters.ch04_turn.selection:sweep_turn_fft",
+    "turn_turn_lr": "nml.chapters.ch04_turn.selection:sweep_turn_turn_lr",
+    "05_party_min_words": "nml.chapters.ch05_language.run:sweep_party_min_words",
 }
 """Every registered sweep, in the order ``nml select`` runs them."""
 
@@ -75,7 +75,7 @@ def sweep_function(name: str) -> Callable[[Params], pd.DataFrame]:
 
 def run_sweeps(params: Params, names: list[str] | None, out_dir: str | Path) -> dict[str, pd.DataFrame]:
     """Run the named sweeps (all by default) and write ``selection_<name>.csv`` into ``out_dir``."""
-    from nml.plots import save_table
+    from nml.report.figures import save_table
 
     names = list(SWEEPS) if not names else names
     for name in names:

@@ -18,7 +18,7 @@ def nml_home(tmp_path, monkeypatch):
 @pytest.fixture
 def nml_home_with_assets(tmp_path, monkeypatch):
     """An empty NML_HOME for caches that still sees the fetched offline assets (read-only use)."""
-    from nml.locations import assets_dir
+    from nml._infra.paths import assets_dir
 
     real_assets = assets_dir()
     home = tmp_path / "nml_home"

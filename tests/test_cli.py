@@ -71,3 +71,25 @@ def test_bench_turn_prints_ratios_for_both_ways(capsys, tmp_path):
     assert "--n must be at least 20" in capsys.readouterr().err
     assert main(["bench", "turn", "--epochs", "1"]) == 2
     assert "--epochs must be at least 2" in capsys.readouterr().err
+
+
+def test_list_prints_names_and_descriptions(capsys):
+    import pytest
+
+    assert main(["list", "methods"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 9 and out[-1].split(None, 1) == ["unicon-lp", "UNICON with linear probing"]
+    assert main(["list", "models"]) == 0
+    out = capsys.readouterr().out
+    assert "nml_resnet4_half" in out and "<timm model name>" in out
+    assert main(["list", "encoders"]) == 0
+    assert "efficientnet-lite0" in capsys.readouterr().out
+    assert main(["list", "text-encoders"]) == 0
+    assert "callable:<module>:<function>" in capsys.readouterr().out
+    assert main(["list", "tuners"]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["lp", "mlp", "nmtune"]
+    assert main(["list", "datasets", "fashion-mnist*"]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == [
+        "fashion-mnist", "fashion-mnist-heldout", "fashion-mnist-c/<corruption>"]
+    with pytest.raises(SystemExit):
+        main(["list", "gpus"])

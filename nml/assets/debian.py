@@ -22,8 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nml._infra.paths import assets_dir
 from nml.assets.base import Asset, AssetMissingError, VerifyResult, check_files
-from nml.locations import assets_dir
 
 log = logging.getLogger("nml.assets")
 

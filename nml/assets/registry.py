@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from nml.assets.base import Asset, VerifyResult
@@ -31,6 +32,7 @@ __all__ = [
     "list_assets",
     "register",
     "verify",
+    "verify_assets",
 ]
 
 DEFAULT_PROFILE = "cpu"
@@ -180,6 +182,15 @@ def fetch(name: str, *, force: bool = False) -> Path:
 def verify(name: str) -> VerifyResult:
     """Recompute the sha256 of a fetched asset's files: ``ok``, ``missing`` or ``corrupt``."""
     return get_asset(name).verify()
+
+
+def verify_assets(names: Sequence[str] | None = None) -> list[VerifyResult]:
+    """``verify`` each of ``names`` (default: every registered asset), in order.
+
+    Every name is looked up first, so an unknown one fails (``KeyError``) before anything is hashed.
+    """
+    chosen = [get_asset(name) for name in names] if names else list_assets()
+    return [asset.verify() for asset in chosen]
 
 
 def asset_path(name: str) -> Path:

@@ -28,9 +28,9 @@ from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
 
+from nml._infra.cache import atomic_write, atomic_write_json, sha256_file
+from nml._infra.paths import assets_dir
 from nml.assets.base import Asset, AssetFetchError, VerifyResult, check_files
-from nml.cache import atomic_write, atomic_write_json, sha256_file
-from nml.locations import assets_dir
 
 log = logging.getLogger("nml.assets")
 

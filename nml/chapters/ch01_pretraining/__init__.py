@@ -1,0 +1,1 @@
+"""Chapter 01 (notebooks/01_pretraining.ipynb): pre-training under label noise."""

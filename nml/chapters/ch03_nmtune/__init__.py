@@ -1,0 +1,1 @@
+"""Chapter 03 (notebooks/03_nmtune.ipynb): NMTune, black-box tuning on frozen features."""

@@ -1,0 +1,165 @@
+"""Feature extraction with a content-addressed on-disk cache.
+
+The cache key is the sha256 of the backbone's weights plus the identity of the data (a content
+hash or a dataset name + split), and a description of the transform. A finished entry is one
+``.npz`` written atomically; extraction is written in shards as it goes, so a killed run keeps
+the shards it finished and a re-run only computes the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from nml._infra.cache import atomic_save_npz, stable_hash
+from nml._infra.paths import features_dir
+from nml.models.image_encoders import FeatureEncoder, encoder_identity
+from nml.models.pretrain import take
+
+log = logging.getLogger("nml.models.features")
+
+
+def array_id(*arrays: np.ndarray | torch.Tensor) -> str:
+    """Content hash of in-memory data (shape, dtype and bytes)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for a in arrays:
+        a = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+        a = np.ascontiguousarray(a)
+        digest.update(str((a.shape, a.dtype.str)).encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()[:24]
+
+
+def feature_key(backbone: torch.nn.Module | FeatureEncoder, data_id: str, split: str, transform: str) -> str:
+    return stable_hash({"weights": encoder_identity(backbone), "data": data_id, "split": split, "transform": transform}, length=24)
+
+
+def extract_features(
+    backbone: torch.nn.Module | FeatureEncoder,
+    images: torch.Tensor | torch.utils.data.Dataset,
+    *,
+    data_id: str,
+    split: str,
+    transform: str,
+    batch_size: int = 512,
+    device: torch.device | str = "cpu",
+    shard_size: int = 8192,
+    cache_dir: Path | None = None,
+    desc: str | None = None,
+) -> np.ndarray:
+    """Pooled features (N×D float32) of ``backbone`` on ``images``, cached on disk.
+
+    Parameters
+    ----------
+    backbone : a module mapping an image batch to pooled features (timm ``num_classes=0``), or
+        any ``nml.models.image_encoders`` encoder (a callable with an ``identity``, e.g. an ONNX black box).
+    images : an N×C×H×W tensor already transformed, or a dataset yielding ``(image, label)``.
+    data_id, split, transform : the identity of the input: with the weights' hash they form the
+        cache key, so new weights or new data never reuse stale features.
+    """
+    cache_dir = Path(cache_dir) if cache_dir else features_dir()
+    key = feature_key(backbone, data_id, split, transform)
+    path = cache_dir / f"{key}.npz"
+    if path.exists():
+        try:
+            with np.load(path) as f:
+                feats = f["features"]
+            log.info("reusing features %s (%s/%s, %d x %d)", path.name, data_id[:12], split, *feats.shape)
+            return feats
+        except Exception as err:  # torn or foreign file: recompute, never use it
+            log.warning("ignoring unreadable feature cache %s (%s)", path, err)
+    device = torch.device(device)
+    if isinstance(backbone, torch.nn.Module):
+        backbone = backbone.to(device).eval()
+    else:
+        device = torch.device("cpu")  # a black box takes CPU tensors and returns its own
+    n = len(images)
+    shards = []
+    for s, start in enumerate(range(0, n, shard_size)):
+        stop = min(n, start + shard_size)
+        shard_path = cache_dir / f"{key}.shard{s:05d}-{start}-{stop}.npz"
+        if shard_path.exists():
+            try:
+                with np.load(shard_path) as f:
+                    shards.append(f["features"])
+                continue
+            except Exception:
+                log.warning("recomputing torn shard %s", shard_path.name)
+        out = []
+        with torch.no_grad():
+            for b in tqdm(range(start, stop, batch_size), desc=desc or f"features {split}", leave=False):
+                idx = torch.arange(b, min(b + batch_size, stop))
+                out.append(backbone(take(images, idx).to(device)).float().cpu().numpy())
+        feats = np.concatenate(out).astype(np.float32)
+        if stop - start < n:  # only multi-shard inputs need the resumable pieces
+            atomic_save_npz(shard_path, {"features": feats})
+        shards.append(feats)
+    feats = np.concatenate(shards) if shards else np.zeros((0, 0), np.float32)
+    atomic_save_npz(path, {"features": feats})
+    for shard in cache_dir.glob(f"{key}.shard*.npz"):
+        shard.unlink(missing_ok=True)
+    log.info("cached features %s (%s/%s, %d x %d)", path.name, data_id[:12], split, *feats.shape)
+    return feats
+
+
+class _AugmentedImages(torch.utils.data.Dataset):
+    """View ``k`` of a dataset on disk: each item augmented with a generator seeded by (k, index)."""
+
+    def __init__(self, images: torch.utils.data.Dataset, k: int, augment):
+        self.images, self.k, self.augment = images, k, augment
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        gen = torch.Generator().manual_seed(self.k * 1_000_003 + int(i))
+        return self.augment(take(self.images, torch.tensor([i])), gen)[0], 0
+
+
+def augmented_images(images: torch.Tensor | torch.utils.data.Dataset, k: int, augment,
+                     chunk: int = 1024) -> torch.Tensor | torch.utils.data.Dataset:
+    """Augmented copy number ``k`` of ``images`` (``augment(batch, generator)``), reproducible:
+    in-memory tensors are augmented chunk by chunk with generators seeded by (k, chunk start);
+    datasets on disk item by item (seeded by (k, index))."""
+    if not isinstance(images, torch.Tensor):
+        return _AugmentedImages(images, k, augment)
+    return torch.cat([augment(images[i:i + chunk], torch.Generator().manual_seed(k * 1_000_003 + i))
+                      for i in range(0, len(images), chunk)])
+
+
+def view_bank(
+    backbone: torch.nn.Module | FeatureEncoder,
+    images: torch.Tensor | torch.utils.data.Dataset,
+    *,
+    n_views: int,
+    augment,
+    augment_id: str,
+    data_id: str,
+    split: str,
+    transform: str,
+    batch_size: int = 512,
+    device: torch.device | str = "cpu",
+    desc: str | None = None,
+) -> np.ndarray:
+    """Features of ``n_views`` augmented copies of ``images``: an (N, n_views, D) bank, each view
+    extracted once and cached like any other features (keyed by ``data_id``, the view number and
+    ``augment_id``, which must describe the augmentation exactly).
+
+    The NMTune authors re-run the frozen encoder on freshly augmented images at every step; a
+    bank of a few augmented views per image, drawn from at every step, is the cached stand-in.
+    """
+    if n_views < 2:
+        raise ValueError(f"a view bank needs at least 2 views (two are drawn per step), got {n_views}")
+    views = []
+    for k in range(n_views):
+        view_id = stable_hash({"of": data_id, "view": k, "augment": augment_id}, length=24)
+        views.append(extract_features(backbone, augmented_images(images, k, augment), data_id=view_id,
+                                      split=f"{split}/view", transform=transform, batch_size=batch_size,
+                                      device=device, desc=f"{desc or split} view {k}"))
+    return np.stack(views, axis=1)
