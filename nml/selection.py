@@ -36,7 +36,7 @@ SWEEPS: dict[str, str] = {
     "turn_lp": "nml.chapters.ch04_turn.selection:sweep_turn_lp",
     "turn_fft": "nml.chapters.ch04_turn.selection:sweep_turn_fft",
     "turn_turn_lr": "nml.chapters.ch04_turn.selection:sweep_turn_turn_lr",
-    "05_party_min_words": "nml.chapters.ch05_language.run:sweep_party_min_words",
+    "05_party_min_words": "nml.chapters.ch05_language.selection:sweep_party_min_words",
 }
 """Every registered sweep, in the order ``nml select`` runs them."""
 

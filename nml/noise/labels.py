@@ -1,4 +1,4 @@
-"""Synthetic label noise and image–text pair-swap noise.
+"""Synthetic label noise (image–text pair-swap noise is in :mod:`nml.noise.pairs`).
 
 Label noise
 -----------
@@ -24,12 +24,6 @@ kind            what happens to the labels of clean class ``c`` (``n_c`` samples
 
 ``round`` here always means rounding half up, ``floor(x + 0.5)``, so that e.g. 5 samples at
 ratio 0.5 give 3 flips rather than Python's banker's-rounded 2.
-
-Pair-swap noise
----------------
-:func:`pair_swap_noise` mismatches a ``ratio`` fraction of image–text pairs by permuting their
-texts among themselves, optionally only across groups (classes) so that every mismatch is
-semantic; it returns a :class:`PairSwap` record.
 
 Every function takes an explicit ``seed`` and draws from ``np.random.default_rng(seed)`` only:
 same inputs and seed, same output.

@@ -1,5 +1,9 @@
-"""Image–text pair-swap noise: a fraction of captions exchanged between images (the noisy
-pairs of contrastive pre-training)."""
+"""Image–text pair-swap noise (the noisy pairs of contrastive pre-training).
+
+:func:`pair_swap_noise` mismatches a ``ratio`` fraction of image–text pairs by permuting their
+texts among themselves, optionally only across groups (classes) so that every mismatch is
+semantic; it returns a :class:`PairSwap` record. Same inputs and seed, same output.
+"""
 
 from __future__ import annotations
 

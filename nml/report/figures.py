@@ -1,4 +1,5 @@
-"""Figure helpers: every function takes a tidy frame and returns a matplotlib Figure."""
+"""Writers every chapter uses: a figure as PNG and a table as CSV, atomically, logged; and the
+seaborn theme of every figure."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Figure helpers: every function takes a tidy frame and returns a matplotlib Figure."""
+"""Chapter 01's figures (training curves, the realised noise transition): each takes a tidy
+frame or array and returns a matplotlib Figure."""
 
 from __future__ import annotations
 

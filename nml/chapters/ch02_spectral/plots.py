@@ -1,4 +1,5 @@
-"""Figure helpers: every function takes a tidy frame and returns a matplotlib Figure."""
+"""Chapter 02's figures (Fig. 1 and Fig. 3 analogs, spectra, per-task scores, example images):
+each takes a tidy frame and returns a matplotlib Figure."""
 
 from __future__ import annotations
 

@@ -195,7 +195,7 @@ def test_party_min_words_sweep_scores_candidates_on_validation(params, tmp_path,
     from nml.data.text import corpora as text_corpora
     from nml.selection import SWEEPS
 
-    assert SWEEPS["05_party_min_words"] == "nml.chapters.ch05_language.run:sweep_party_min_words"
+    assert SWEEPS["05_party_min_words"] == "nml.chapters.ch05_language.selection:sweep_party_min_words"
     rows = []
     for k in range(8):  # 8 speakers per party, paragraphs of 6 and 20 words
         for party, words in (("democrat", "fair families care"), ("republican", "taxes business freedom")):
@@ -206,7 +206,9 @@ def test_party_min_words_sweep_scores_candidates_on_validation(params, tmp_path,
                    "party": p} for s, p in (("CLINTON", "Democratic"), ("TRUMP", "Republican")) for _ in range(3)]
                  ).to_csv(tmp_path / "presidential_debates_2016.csv.gz", index=False, compression="gzip")
     monkeypatch.setattr(text_corpora, "corpus_dir", lambda root=None: tmp_path)
-    table = language.sweep_party_min_words(params, candidates=(5, 15))
+    from nml.chapters.ch05_language.selection import sweep_party_min_words
+
+    table = sweep_party_min_words(params, candidates=(5, 15))
     assert table["candidate"].tolist() == ["min_words=5", "min_words=15"]
     assert table["val_score"].between(0, 1).all() and table["chosen"].sum() == 1
     per_text = table["words"] / (table["n_train"] + table["n_val"])
