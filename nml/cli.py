@@ -1,5 +1,5 @@
-"""The ``nml`` command: ``nml run``, ``nml assets``, ``nml bench``, ``nml select``, ``nml report --readme``,
-``nml list``."""
+"""The ``nml`` command: ``nml run``, ``nml assets``, ``nml bench``, ``nml select``, ``nml report``,
+``nml diff``, ``nml list``."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from nml.runner import describe_plan, execute_plan, plan_run
+    from nml.runner import NotebookFailed, describe_plan, plan_run, run_plan
 
     plan = plan_run(
         profile=args.profile,
@@ -47,9 +47,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(describe_plan(plan))
         return 0
-    for path in execute_plan(plan):
+    try:
+        executed, report = run_plan(plan)
+    except NotebookFailed as err:
+        print(f"nml: error: {err}", file=sys.stderr)
+        print(f"nml: run status in {plan.figures_dir / 'run_status.json'}; "
+              + (f"report in {err.report}" if err.report else "the report could not be written (see the log)"),
+              file=sys.stderr)
+        return 1
+    for path in executed:
         print(f"executed {path}")
     print(f"figures and tables in {plan.figures_dir}")
+    if report is None:
+        print("nml: error: the notebooks ran but the report could not be written (see the log)", file=sys.stderr)
+        return 1
+    print(f"report: {report}")
     return 0
 
 
@@ -212,20 +224,42 @@ def _cmd_select(args: argparse.Namespace) -> int:
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
-    rep = sub.add_parser("report", help="regenerate the README's results and timings from a profile's tables")
-    rep.add_argument("--readme", action="store_true", required=True,
-                     help="rewrite README.md's generated blocks (results, timings)")
-    rep.add_argument("--profile", default="cpu", help="whose figures folder to read (default: cpu)")
-    rep.add_argument("--figures-dir", metavar="DIR", help="read the tables from here instead")
+    rep = sub.add_parser("report", help="write a run's report.html (figures, tables, claims, provenance) "
+                                        "and render its executed notebooks; or, with --readme, the README's results")
+    where = rep.add_mutually_exclusive_group()
+    where.add_argument("--profile", help="whose figures folder to read: figures/<profile>/ (default: cpu)")
+    where.add_argument("--figures-dir", metavar="DIR", help="read the figures and tables from here instead")
+    rep.add_argument("--executed-dir", metavar="DIR",
+                     help="the executed notebooks to render (default: runs/<profile>/, or the figures folder "
+                          "when it holds them, as with `nml run --output-dir`)")
+    rep.add_argument("--readme", action="store_true",
+                     help="only rewrite README.md's generated blocks (results, timings) from the tables")
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from nml._infra.paths import project_root
     from nml.report.readme import update_readme
 
-    figures = Path(args.figures_dir) if args.figures_dir else project_root() / "figures" / args.profile
+    profile = args.profile or "cpu"
+    figures = Path(args.figures_dir) if args.figures_dir else project_root() / "figures" / profile
     if not figures.is_dir():
-        raise FileNotFoundError(f"no figures folder {figures}: run `nml run --profile {args.profile}` first")
+        raise FileNotFoundError(f"no figures folder {figures}: run `nml run --profile {profile}` first")
+    if not args.readme:
+        from nml.report.html import write_report
+
+        if args.executed_dir:
+            executed = Path(args.executed_dir)
+            if not executed.is_dir():
+                raise FileNotFoundError(f"no executed notebooks folder {executed}")
+        elif any(figures.glob("[0-9][0-9]_*.ipynb")):
+            executed = figures
+        else:
+            executed = project_root() / "runs" / (profile if not args.figures_dir else figures.name)
+        report = write_report(figures, executed if executed.is_dir() else None)
+        rendered = sorted((figures / "notebooks").glob("*.html"))
+        print(f"{report}: written from {figures}; {len(rendered)} rendered notebooks in {figures / 'notebooks'}"
+              + ("" if executed.is_dir() else f" (no executed notebooks in {executed})"))
+        return 0
     readme = project_root() / "README.md"
     changed = update_readme(readme, figures)
     print(f"{readme}: {'updated' if changed else 'already up to date'} from {figures}")
@@ -261,6 +295,26 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_diff(sub: argparse._SubParsersAction) -> None:
+    diff = sub.add_parser("diff", help="compare two runs claim by claim: verdicts, effects and their seed spread")
+    diff.add_argument("a", metavar="A", help="a figures folder, a profile (figures/<profile>/) or a git commit")
+    diff.add_argument("b", metavar="B", help="the same kinds as A")
+    diff.add_argument("--profile", default="cpu",
+                      help="which figures/<profile>/ to read at a git commit (default: cpu)")
+    diff.add_argument("--csv", metavar="FILE", help="also write the claims comparison here")
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from nml.report.diff import diff_runs
+
+    text, claims = diff_runs(args.a, args.b, profile=args.profile)
+    print(text)
+    if args.csv:
+        claims.to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nml", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -270,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench(sub)
     _add_select(sub)
     _add_report(sub)
+    _add_diff(sub)
     _add_list(sub)
     return parser
 
@@ -290,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_select(args)
         if args.command == "report":
             return _cmd_report(args)
+        if args.command == "diff":
+            return _cmd_diff(args)
         if args.command == "list":
             return _cmd_list(args)
         return _cmd_assets(args)

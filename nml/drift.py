@@ -94,7 +94,8 @@ def drift_03(params: Params, eps: float = 1e-6, seed: int = 0) -> DriftReport:
         jobs += nmtune.jobs_for(feats, data, task_list, methods, [ck.spec.seed], nmtune._meta(ck), views=views,
                                 variant=params.spectral.spectrum_variant)
     from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
+
+    from nml._infra.progress import tqdm
 
     results = Parallel(n_jobs=params.nmtune.n_jobs, return_as="generator")(
         delayed(_single_threaded)(fit_and_score, j) for j in jobs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -16,14 +17,28 @@ from pathlib import Path
 
 from nml._infra.cache import atomic_write_text
 from nml._infra.paths import project_root
+from nml._infra.progress import PROGRESS_ENV
 from nml._infra.schema import ParamsError
 from nml.chapters import CHAPTERS
 from nml.config import Params, dump_params, load_params
+from nml.report.provenance import git_state, params_hash
+from nml.report.status import (
+    INTERRUPTED,
+    NOT_RUN,
+    OK,
+    RUNNING,
+    describe_failure,
+    failure_entry,
+    now_utc,
+    update_run_status,
+)
 
 log = logging.getLogger("nml.runner")
 
 NOTEBOOK_PATTERN = re.compile(r"^(\d{2})_[\w-]+\.ipynb$")
 RESOLVED_PARAMS = "params.resolved.yaml"
+NML_KERNEL = "nml"  # the Jupyter kernel `make setup` registers and the notebooks' metadata name
+FALLBACK_KERNEL = "python3"  # this interpreter's own kernel (ipykernel), for installs without `make setup`
 
 
 @dataclass(frozen=True)
@@ -132,35 +147,115 @@ def execute_plan(plan: RunPlan, *, kernel_name: str | None = None, log_output: b
 
     ``log_output`` streams each notebook's printed output and log lines (what is trained,
     cached or reused) to this process's log as it runs.
+
+    Each notebook's outcome goes to ``run_status.json`` in the figures folder
+    (:mod:`nml.report.status`) as it happens. A notebook that fails stops the run: papermill has
+    already written the partially executed notebook (kept in the output folder), its entry says
+    which cell failed with which error, the notebooks after it are "not run", and
+    :class:`NotebookFailed` is raised.
     """
     import papermill
 
     plan.executed_dir.mkdir(parents=True, exist_ok=True)
     plan.figures_dir.mkdir(parents=True, exist_ok=True)
     resolved = atomic_write_text(plan.executed_dir / RESOLVED_PARAMS, dump_params(plan.params))
+    kernel_name = choose_kernel(kernel_name)
+    # the kernels inherit this: text bars in the papermill log instead of a frozen widget
+    os.environ.setdefault(PROGRESS_ENV, "text")
     done = []
-    for nb in plan.notebooks:
+    update_run_status(plan.figures_dir, {nb.name: {"status": NOT_RUN, "reason": "not reached yet"} for nb in plan.notebooks},
+                      profile=plan.params.profile, params_hash=params_hash(plan.params), git_commit=git_state()[0])
+    for i, nb in enumerate(plan.notebooks):
         out = plan.executed_dir / nb.path.name
         log.info("running %s -> %s", nb.path.name, out)
-        start = time.perf_counter()
-        papermill.execute_notebook(
-            str(nb.path),
-            str(out),
-            parameters={
-                "profile": plan.params.profile,
-                "params_path": str(resolved),
-                "output_dir": str(plan.figures_dir),
-            },
-            cwd=str(nb.path.parent),
-            kernel_name=kernel_name,
-            log_output=log_output,
-            progress_bar=True,
-        )
+        start, started = time.perf_counter(), now_utc()
+        update_run_status(plan.figures_dir, {nb.name: {"status": RUNNING, "started": started}})
+        try:
+            papermill.execute_notebook(
+                str(nb.path),
+                str(out),
+                parameters={
+                    "profile": plan.params.profile,
+                    "params_path": str(resolved),
+                    "output_dir": str(plan.figures_dir),
+                },
+                cwd=str(nb.path.parent),
+                kernel_name=kernel_name,
+                log_output=log_output,
+                progress_bar=True,
+            )
+        except Exception as err:  # the notebook raised (papermill says which cell) or its kernel died
+            raise _record_failure(plan, i, err, started, time.perf_counter() - start, out) from err
+        except BaseException:  # Ctrl-C: the status says so, the report is not written
+            update_run_status(plan.figures_dir, {nb.name: {"status": INTERRUPTED, "started": started}})
+            raise
         seconds = time.perf_counter() - start
         log.info("finished %s in %.1f s", nb.path.name, seconds)
         record_timing(plan.figures_dir, nb.name, seconds)
+        update_run_status(plan.figures_dir, {nb.name: {"status": OK, "started": started, "seconds": round(seconds, 1)}})
         done.append(out)
     return done
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook of a run failed: which one, at which cell, with which error (``entry``, as in
+    ``run_status.json``), and where its partially executed copy is (``executed``)."""
+
+    def __init__(self, notebook: str, entry: dict, executed: Path):
+        self.notebook, self.entry, self.executed = notebook, entry, executed
+        self.report: Path | None = None  # the run's report, once :func:`run_plan` has written it
+        super().__init__(f"{describe_failure(notebook, entry)}; the partially executed notebook is {executed}")
+
+
+def _record_failure(plan: RunPlan, index: int, err: Exception, started: str, seconds: float, out: Path) -> NotebookFailed:
+    """Write the failed notebook's entry (and "not run" for the ones after it) to ``run_status.json``."""
+    nb = plan.notebooks[index]
+    entry = failure_entry(err, started=started, seconds=seconds, executed=out.name)
+    later = {n.name: {"status": NOT_RUN, "reason": f"{nb.name} failed"} for n in plan.notebooks[index + 1:]}
+    update_run_status(plan.figures_dir, {nb.name: entry, **later})
+    failed = NotebookFailed(nb.name, entry, out)
+    log.error("%s", failed)
+    return failed
+
+
+def run_plan(plan: RunPlan, *, kernel_name: str | None = None, log_output: bool = True) -> tuple[list[Path], Path | None]:
+    """:func:`execute_plan`, then the run's report (``report.html`` and the rendered notebooks in
+    the figures folder), also when a notebook failed: the report then marks that chapter failed
+    and :class:`NotebookFailed` is raised once it is written. Returns the executed notebooks and
+    the report (``None`` if the report itself failed, which is logged)."""
+    try:
+        done = execute_plan(plan, kernel_name=kernel_name, log_output=log_output)
+    except NotebookFailed as failed:
+        failed.report = write_run_report(plan)
+        raise
+    return done, write_run_report(plan)
+
+
+def write_run_report(plan: RunPlan) -> Path | None:
+    """``report.html`` of the plan's figures folder (:func:`nml.report.html.write_report`); ``None``
+    (and an error logged) if it cannot be written — the run's results stand without it."""
+    from nml.report.html import write_report
+
+    try:
+        return write_report(plan.figures_dir, plan.executed_dir,
+                            notebooks_dir=plan.notebooks[0].path.parent if plan.notebooks else None)
+    except Exception as err:
+        log.error("the report could not be written: %s: %s", type(err).__name__, err)
+        return None
+
+
+def choose_kernel(kernel_name: str | None = None) -> str:
+    """The kernel papermill starts: ``kernel_name`` when given; else ``nml`` when it is registered
+    (``make setup`` does); else this interpreter's ``python3``, so that ``pip install -e .`` works too."""
+    if kernel_name:
+        return kernel_name
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    if NML_KERNEL in KernelSpecManager().find_kernel_specs():
+        return NML_KERNEL
+    log.info("no Jupyter kernel named %r (`make setup` registers it); using %r, this Python's own",
+             NML_KERNEL, FALLBACK_KERNEL)
+    return FALLBACK_KERNEL
 
 
 def record_timing(figures_dir: Path, notebook: str, seconds: float) -> Path:

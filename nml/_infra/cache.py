@@ -74,3 +74,34 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
     import torch
 
     return atomic_write(path, lambda fh: torch.save(obj, fh))
+
+
+# ---- which cache entries a process touched (provenance) ---------------------------------------
+# Every on-disk cache of nml (feature extraction, pre-training checkpoints, the cached job map)
+# calls :func:`record_cache_use` once per entry it reads or computes. The log is a plain list of
+# ``(key, reused)`` in this process, appended to in O(1); the report's provenance reads slices of
+# it (:func:`cache_log_position`, :func:`cache_uses_since`). Entries touched inside worker
+# processes are not seen, but no cache entry is read or written there: the job map reads and
+# writes its results in the calling process.
+
+_CACHE_LOG: list[tuple[str, bool]] = []
+
+
+def record_cache_use(key: str, *, reused: bool) -> None:
+    """Note that the cache entry ``key`` (``"<cache>/<content key>"``, e.g. ``"features/3f…"``)
+    was read from disk (``reused=True``) or computed and written (``reused=False``)."""
+    _CACHE_LOG.append((key, reused))
+
+
+def cache_log_position() -> int:
+    """How many cache uses this process has recorded so far (a mark for :func:`cache_uses_since`)."""
+    return len(_CACHE_LOG)
+
+
+def cache_uses_since(position: int) -> dict[str, bool]:
+    """The cache entries touched since ``position``: ``{key: reused}``, where an entry counts as
+    reused only if every touch read it (an entry computed, then read again, was computed)."""
+    uses: dict[str, bool] = {}
+    for key, reused in _CACHE_LOG[position:]:
+        uses[key] = uses.get(key, True) and reused
+    return uses

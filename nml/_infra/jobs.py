@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
-from tqdm.auto import tqdm
 
-from nml._infra.cache import atomic_write_bytes
+from nml._infra.cache import atomic_write_bytes, record_cache_use
 from nml._infra.paths import features_dir
+from nml._infra.progress import tqdm
 
 log = logging.getLogger("nml._infra.jobs")
 
@@ -45,7 +45,8 @@ def run_cached(jobs: Sequence[J], key: Callable[[J], str], work: Callable[[J], A
     """``[work(job) for job in jobs]``, reading results cached under ``folder/<key(job)>.pkl``.
 
     ``work`` must be a module-level function (it is pickled to worker processes when
-    ``n_jobs > 1``). A torn or unreadable cache file is ignored and the job runs again.
+    ``n_jobs > 1``). A torn or unreadable cache file is ignored and the job runs again. Each
+    result read or computed is recorded as ``<folder>/<key>`` (:func:`nml._infra.cache.record_cache_use`).
     """
     results: dict[int, Any] = {}
     todo = []
@@ -55,26 +56,29 @@ def run_cached(jobs: Sequence[J], key: Callable[[J], str], work: Callable[[J], A
         if path.exists():
             try:
                 results[i] = pickle.loads(path.read_bytes())
+                record_cache_use(f"{folder}/{k}", reused=True)
                 continue
             except Exception as err:  # torn or foreign file: run again
                 log.warning("ignoring unreadable result %s (%s)", path.name, err)
         todo.append(i)
-    if results:
-        log.info("%s: reusing %d cached results, running %d", desc, len(results), len(todo))
+    if jobs:
+        log.info("%s: %d cached, %d to compute", desc, len(results), len(todo))
+    bar = f"{desc} ({len(results)} cached)" if results else desc  # the bar counts the jobs computed
 
     def done(i: int, value: Any) -> None:
         atomic_write_bytes(result_path(folder, keys[i]), pickle.dumps(value))
+        record_cache_use(f"{folder}/{keys[i]}", reused=False)
         results[i] = value
 
     if todo and n_jobs > 1:
         from joblib import Parallel, delayed
 
         outputs = Parallel(n_jobs=n_jobs, return_as="generator")(delayed(_single_threaded)(work, jobs[i]) for i in todo)
-        for i, value in tqdm(zip(todo, outputs, strict=True), total=len(todo), desc=desc):
+        for i, value in tqdm(zip(todo, outputs, strict=True), total=len(todo), desc=bar):
             done(i, value)
     else:
-        for i in tqdm(todo, desc=desc, disable=not todo):
+        for i in tqdm(todo, desc=bar, disable=not todo):
             done(i, _single_threaded(work, jobs[i]))
     if todo:
-        log.info("%s: cached %d results in %s", desc, len(todo), result_path(folder, "x").parent)
+        log.debug("%s: cached %d results in %s", desc, len(todo), result_path(folder, "x").parent)
     return [results[i] for i in range(len(jobs))]

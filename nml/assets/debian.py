@@ -106,7 +106,7 @@ class DebianDataset(Asset):
         if not force:
             result = self.verify()
             if result.ok and result.path is not None:
-                log.info("%s: verified in place at %s", self.name, result.path)
+                log.debug("%s: verified in place at %s", self.name, result.path)
                 return result.path
             if result.status == "corrupt":
                 log.warning("%s: %s", self.name, result.reason)

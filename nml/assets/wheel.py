@@ -26,10 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from tqdm.auto import tqdm
-
 from nml._infra.cache import atomic_write, atomic_write_json, sha256_file
 from nml._infra.paths import assets_dir
+from nml._infra.progress import tqdm
 from nml.assets.base import Asset, AssetFetchError, VerifyResult, check_files
 
 log = logging.getLogger("nml.assets")
@@ -125,7 +124,7 @@ class WheelFile(Asset):
         if not force:
             result = self.verify()
             if result.ok:
-                log.info("%s: already fetched and verified at %s", self.name, result.path)
+                log.debug("%s: already fetched and verified at %s", self.name, result.path)
                 return self.local_path()
             if result.status == "corrupt":
                 log.warning("%s: %s; fetching it again", self.name, result.reason)

@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
+from nml._infra.progress import tqdm
 from nml.data.image_set import ImageSet
 
 __all__ = [

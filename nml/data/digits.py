@@ -185,7 +185,7 @@ def render_printed_digits(n_per_class: int, *, size: int = 28, seed: int) -> Ima
     """
     if n_per_class < 1 or size < 8:
         raise ValueError(f"render_printed_digits: need n_per_class >= 1 and size >= 8, got {n_per_class}, {size}")
-    from tqdm.auto import tqdm
+    from nml._infra.progress import tqdm
 
     fonts = digit_fonts()
     rng = np.random.default_rng(seed)

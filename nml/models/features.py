@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from nml._infra.cache import atomic_save_npz, stable_hash
+from nml._infra.cache import atomic_save_npz, record_cache_use, stable_hash
 from nml._infra.paths import features_dir
+from nml._infra.progress import tqdm
 from nml.models.image_encoders import FeatureEncoder, encoder_identity
 from nml.models.pretrain import take
 
@@ -62,6 +62,9 @@ def extract_features(
     images : an N×C×H×W tensor already transformed, or a dataset yielding ``(image, label)``.
     data_id, split, transform : the identity of the input: with the weights' hash they form the
         cache key, so new weights or new data never reuse stale features.
+
+    The entry is recorded as ``features/<key>`` (reused or computed) for the provenance of the
+    results saved next (:func:`nml._infra.cache.record_cache_use`).
     """
     cache_dir = Path(cache_dir) if cache_dir else features_dir()
     key = feature_key(backbone, data_id, split, transform)
@@ -70,7 +73,8 @@ def extract_features(
         try:
             with np.load(path) as f:
                 feats = f["features"]
-            log.info("reusing features %s (%s/%s, %d x %d)", path.name, data_id[:12], split, *feats.shape)
+            log.debug("reusing features %s (%s/%s, %d x %d)", path.name, data_id[:12], split, *feats.shape)
+            record_cache_use(f"features/{key}", reused=True)
             return feats
         except Exception as err:  # torn or foreign file: recompute, never use it
             log.warning("ignoring unreadable feature cache %s (%s)", path, err)
@@ -104,7 +108,8 @@ def extract_features(
     atomic_save_npz(path, {"features": feats})
     for shard in cache_dir.glob(f"{key}.shard*.npz"):
         shard.unlink(missing_ok=True)
-    log.info("cached features %s (%s/%s, %d x %d)", path.name, data_id[:12], split, *feats.shape)
+    log.debug("cached features %s (%s/%s, %d x %d)", path.name, data_id[:12], split, *feats.shape)
+    record_cache_use(f"features/{key}", reused=False)
     return feats
 
 

@@ -316,7 +316,7 @@ def create_encoder(name: str, **options: Any) -> Any:
     raises ``KeyError`` naming the valid choices.
     """
     encoder = ENCODER_REGISTRY.create(name, **options)
-    log.info("created encoder %s", name)
+    log.debug("created encoder %s", name)
     return encoder
 
 

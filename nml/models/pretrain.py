@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from nml._infra.cache import atomic_torch_save, stable_hash
+from nml._infra.cache import atomic_torch_save, record_cache_use, stable_hash
 from nml._infra.paths import checkpoints_dir
+from nml._infra.progress import tqdm
 from nml._infra.training import (
     OptimConfig,
     epoch_generator,
@@ -119,6 +119,12 @@ class _Trainer:
         self.backbone = create_backbone(spec.model, num_classes=0, in_chans=spec.in_chans).to(device)
         self.heads = self.build_heads().to(device)
 
+    @property
+    def cache_key(self) -> str:
+        """``checkpoints/<track>/<file stem>`` (the stem ends in the spec's content key): how the
+        checkpoint is named in the provenance of results (:func:`nml._infra.cache.record_cache_use`)."""
+        return f"checkpoints/{self.spec.track}/{self.final_path.stem}"
+
     def build_heads(self) -> torch.nn.ModuleDict:
         raise NotImplementedError
 
@@ -146,7 +152,8 @@ class _Trainer:
         if self.final_path.exists():
             state = _load_state(self.final_path)
             if state is not None:
-                log.info("reusing checkpoint %s", self.final_path)
+                log.debug("reusing checkpoint %s", self.final_path)
+                record_cache_use(self.cache_key, reused=True)
                 return self._checkpoint(state)
         cfg = self.cfg
         steps = -(-self.n_train() // cfg.batch_size)
@@ -163,7 +170,7 @@ class _Trainer:
                 sched.load_state_dict(state["scheduler"])
                 history, start_epoch = state["history"], state["epoch"]
                 log.info("resuming %s from epoch %d/%d", self.final_path.name, start_epoch, cfg.epochs)
-        desc = f"{self.spec.track} g={self.spec.noise_ratio:.2f} s={self.spec.seed}"
+        desc = f"train {self.spec.track} g={self.spec.noise_ratio:.2f} s={self.spec.seed}"
         for epoch in tqdm(range(start_epoch, cfg.epochs), desc=desc, initial=start_epoch, total=cfg.epochs, leave=False):
             gen = epoch_generator(self.spec.seed, epoch)
             self.backbone.train()
@@ -207,7 +214,8 @@ class _Trainer:
         }
         atomic_torch_save(self.final_path, state)
         self.partial_path.unlink(missing_ok=True)
-        log.info("cached checkpoint %s", self.final_path)
+        log.info("trained and cached checkpoint %s", self.final_path.name)
+        record_cache_use(self.cache_key, reused=False)
         return self._checkpoint(state)
 
     def _checkpoint(self, state: dict) -> Checkpoint:

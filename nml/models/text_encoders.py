@@ -30,7 +30,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from nml._infra.cache import atomic_save_npz, stable_hash
+from nml._infra.cache import atomic_save_npz, record_cache_use, stable_hash
 from nml._infra.paths import features_dir
 from nml._infra.registry import Registry
 
@@ -353,7 +353,8 @@ class TransformerEncoder:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         import torch
-        from tqdm.auto import tqdm
+
+        from nml._infra.progress import tqdm
 
         texts = _check_texts(texts, self.name)
         model, _ = self._load()
@@ -414,7 +415,7 @@ class CallableEncoder:
         self.progress = progress
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        from tqdm.auto import tqdm
+        from nml._infra.progress import tqdm
 
         texts = _check_texts(texts, self.name)
         if not texts:
@@ -565,7 +566,8 @@ def cached_text_embeddings(encoder: TextEncoder, texts: Sequence[str], *,
     if path.exists():
         feats = _load_rows(path, n)
         if feats is not None:
-            log.info("reusing text embeddings %s (%s, %d texts)", path.name, encoder.name, n)
+            log.debug("reusing text embeddings %s (%s, %d texts)", path.name, encoder.name, n)
+            record_cache_use(f"text/{path.stem}", reused=True)
             return feats
 
     bounds = [(s, min(s + chunk_size, n)) for s in range(0, n, chunk_size)]
@@ -574,7 +576,8 @@ def cached_text_embeddings(encoder: TextEncoder, texts: Sequence[str], *,
     else:
         feats = _encode_in_chunks(encoder, texts, bounds, path.with_name(path.stem + ".partial"))
     atomic_save_npz(path, {"features": feats})
-    log.info("cached text embeddings %s (%s, %d texts, dim %d)", path.name, encoder.name, *feats.shape)
+    record_cache_use(f"text/{path.stem}", reused=False)
+    log.debug("cached text embeddings %s (%s, %d texts, dim %d)", path.name, encoder.name, *feats.shape)
     partial = path.with_name(path.stem + ".partial")
     if partial.exists():
         shutil.rmtree(partial, ignore_errors=True)
@@ -583,7 +586,7 @@ def cached_text_embeddings(encoder: TextEncoder, texts: Sequence[str], *,
 
 def _encode_in_chunks(encoder: TextEncoder, texts: list[str], bounds: list[tuple[int, int]],
                       partial: Path) -> np.ndarray:
-    from tqdm.auto import tqdm
+    from nml._infra.progress import tqdm
 
     chunk_path = {b: partial / f"rows-{b[0]:09d}-{b[1]:09d}.npz" for b in bounds}
     parts: dict[tuple[int, int], np.ndarray] = {}
@@ -604,7 +607,7 @@ def _encode_in_chunks(encoder: TextEncoder, texts: list[str], bounds: list[tuple
         emb = _check_embeddings(encoder.name, encoder.encode(texts[b[0]:b[1]]), b[1] - b[0], dim)
         dim = emb.shape[1]
         atomic_save_npz(chunk_path[b], {"features": emb})
-        log.info("cached chunk %s of %s (%d texts)", chunk_path[b].name, partial.name, b[1] - b[0])
+        log.debug("cached chunk %s of %s (%d texts)", chunk_path[b].name, partial.name, b[1] - b[0])
         parts[b] = emb
     return np.concatenate([parts[b] for b in bounds], axis=0)
 

@@ -1,2 +1,4 @@
-"""What a run reports: one verdict type and the scores behind it, figure and table writers,
-the papers' reference tables, the README's generated blocks."""
+"""What a run reports: one verdict type and the scores behind it, the notebooks' Findings, figure
+and table writers with their provenance, the run's status, the HTML report (`nml report`), the
+comparison of two runs (`nml diff`), the README's generated blocks, the papers' reference tables.
+"""

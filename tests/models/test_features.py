@@ -14,7 +14,7 @@ def backbone():
 
 def test_cached_features_are_reused(tmp_path, backbone, caplog):
     x = torch.randn(20, 1, 16, 16)
-    caplog.set_level("INFO", logger="nml.models.features")
+    caplog.set_level("DEBUG", logger="nml.models.features")  # per-file cache lines are details
     a = feat.extract_features(backbone, x, data_id="toy", split="test", transform="t", cache_dir=tmp_path)
     assert a.shape == (20, 256) and a.dtype == np.float32
     assert "cached features" in caplog.text

@@ -219,7 +219,7 @@ def pretrain_all(params: Params, data: PretrainData | None = None) -> list[Check
     text = caption_embeddings(params, data) if any(t == "contrastive" for t, _, _ in grid) else None
     out = []
     for i, (track, gamma, seed) in enumerate(grid, 1):
-        log.info("checkpoint %d/%d: %s gamma=%.2f seed=%d", i, len(grid), track, gamma, seed)
+        log.debug("checkpoint %d/%d: %s gamma=%.2f seed=%d", i, len(grid), track, gamma, seed)
         if track == "supervised":
             out.append(train_supervised(params, data, gamma, seed))
         else:

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from nml.report.findings import not_tabulated
 from nml.report.scores import Estimate, Scores, correlation_by, interval, slope_by
 from nml.report.verdict import COLUMNS, claim_row, format_interval, not_testable
 
@@ -38,6 +39,8 @@ CLAIMS = {
     "C3b": "LSVR of OOD features rises with pre-training noise",
     "C3c": "LSVR falls as OOD accuracy rises (within each training / test domain pairing)",
 }
+PAPER_SOURCE = {"C1": "Fig. 1", "C2": "Fig. 1", "C3a": "Fig. 3", "C3b": "Fig. 3", "C3c": "Fig. 3"}
+"""Where the paper shows each claim: in figures only, so the Findings name the figure."""
 SLIGHT = (0.04, 0.11)  # the paper's "slight" noise: 5% and 10%
 PER_10_POINTS = 0.1     # slopes are reported per 10 points of γ
 
@@ -168,3 +171,9 @@ def variant_dependence(claims: pd.DataFrame) -> pd.DataFrame:
     wide = c3.pivot_table(index=["claim", "track"], columns="variant", values="verdict", aggfunc="first")
     wide["depends_on_variant"] = wide.nunique(axis=1) > 1
     return wide.reset_index()
+
+
+def paper_numbers(claims: pd.DataFrame) -> pd.Series:
+    """The paper's side of each claims row, for the Findings (:func:`nml.report.findings.findings`):
+    C1–C3 are plotted (Figs. 1 and 3), never tabulated, so each row names its figure."""
+    return claims["claim"].map(lambda c: not_tabulated(PAPER_SOURCE[c]) if c in PAPER_SOURCE else "not in the paper's tables")

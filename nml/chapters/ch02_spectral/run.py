@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
-from tqdm.auto import tqdm
 
 from nml._infra.cache import stable_hash
 from nml._infra.jobs import run_cached
 from nml._infra.paths import features_dir
+from nml._infra.progress import tqdm
 from nml.config import Params
 from nml.data.catalog import CORRUPTED_FASHION_PREFIX
 from nml.data.subsample import cap_per_class
@@ -321,10 +321,11 @@ def evaluate_all(checkpoints: list[Checkpoint], data: DownstreamData, params: Pa
     """
     cached = {i for i, ck in enumerate(checkpoints) if _evaluation_path(ck, data, params).exists()}
     if cached:
-        log.info("probe results of %d of %d checkpoints are cached", len(cached), len(checkpoints))
+        log.debug("probe results of %d of %d checkpoints are cached", len(cached), len(checkpoints))
     # features only for the checkpoints still to probe (cached evaluations are read as they are)
+    bar = f"features ({len(cached)} of {len(checkpoints)} checkpoints probed already)" if cached else "features"
     jobs = [_probe_job(ck, data, params) if i not in cached else _cached_job(ck, data, params)
-            for i, ck in enumerate(tqdm(checkpoints, desc="features"))]
+            for i, ck in enumerate(tqdm(checkpoints, desc=bar))]
     results = run_cached(jobs, lambda j: j.key, probe_and_score, folder="evaluations", n_jobs=params.nmtune.n_jobs,
                          desc="linear probes")
     rows = [r for res, _ in results for r in res]

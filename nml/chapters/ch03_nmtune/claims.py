@@ -29,6 +29,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from nml.report.findings import not_tabulated, paper_number
+from nml.report.reference import paper_table
 from nml.report.scores import Estimate, Scores, interval, paired
 from nml.report.verdict import COLUMNS, claim_row, format_interval, not_testable
 
@@ -41,6 +43,8 @@ CLAIMS = {
     "C5c": "under heavy downstream noise, NMTune falls behind LP",
 }
 SLIGHT = (0.04, 0.11)
+PAPER_SOURCE = {"C4c": "Fig. 5", "C5a": "Figs. 15-16", "C5b": "Figs. 15-16", "C5c": "Figs. 15-16"}
+"""Where the paper shows the claims its tables have no number for."""
 # checkpoint rows carry ``tuner_seed`` beside ``seed`` (the same number); it is kept as a key column
 _KEYS = ("track", "gamma", "seed", "encoder", "tuner_seed", "downstream_noise", "method", "kind", "family",
          "train_domain", "test_domain")
@@ -183,3 +187,25 @@ def _slight_beats_clean(lp: Scores, scope: str) -> dict:
     evidence = ("LP acc " + ", ".join(f"{100 * v:.2f} at {100 * g:g}%" for g, v in means.items())
                 + f"; slight minus clean {format_interval(est.effect, est.ci_low, est.ci_high)} pts ({est.n_seeds} seeds)")
     return claim_row("C5a", CLAIMS["C5a"], scope, est, evidence=evidence)
+
+
+def paper_numbers(claims: pd.DataFrame) -> pd.Series:
+    """The paper's side of each claims row, for the Findings (:func:`nml.report.findings.findings`).
+
+    C4a / C4b: the same difference of macro-F1 in points (NMTune − MLP, MLP − LP) in the paper's
+    Table 2 (vision), mean over its published models, on the row's split (ID or OOD: the last word
+    of the scope). The other claims are plotted only (Figs. 5, 15 and 16): the row names the figure.
+    """
+    table = paper_table("nmtune_table2_vision")
+    f1 = table[table["metric"] == "f1"].pivot_table(index=["model", "split"], columns="method", values="value")
+    pairs = {"C4a": ("NMTune", "MLP"), "C4b": ("MLP", "LP")}
+
+    def one(claim: str, scope: str) -> str:
+        if claim not in pairs:
+            return not_tabulated(PAPER_SOURCE[claim]) if claim in PAPER_SOURCE else "not in the paper's tables"
+        better, worse = pairs[claim]
+        split = scope.split()[-1]
+        diff = 100 * (f1[better] - f1[worse]).xs(split, level="split")
+        return paper_number(diff.mean(), "pts", f"Table 2, {split}: mean of {len(diff)} models, macro-F1")
+
+    return pd.Series([one(c, s) for c, s in zip(claims["claim"], claims["scope"], strict=True)], index=claims.index)

@@ -17,9 +17,9 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from nml._infra.cache import stable_hash
+from nml._infra.progress import tqdm
 from nml.chapters.ch02_spectral.run import DownstreamData, Split
 from nml.chapters.ch03_nmtune.config import CheckpointSelection, TunerConfig
 from nml.chapters.fit_jobs import FitJob, run_fit_jobs
@@ -330,7 +330,7 @@ def tune_checkpoints(checkpoints: list[Checkpoint], data: DownstreamData, params
     task_list, methods = tasks(params), main_methods(params)
     variant = params.spectral.spectrum_variant
     jobs = []
-    for ck in tqdm(select(checkpoints, params.nmtune.checkpoints), desc="features"):
+    for ck in tqdm(select(checkpoints, params.nmtune.checkpoints), desc="features (cached or extracted)"):
         feats, views = _checkpoint_inputs(ck, data, params, task_list, methods,
                                           f"{ck.spec.track} g={ck.spec.noise_ratio:.2f}")
         jobs += jobs_for(feats, data, task_list, methods, [ck.spec.seed], _meta(ck), views=views, variant=variant)

@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from nml._infra.cache import stable_hash
 from nml._infra.jobs import run_cached
+from nml._infra.progress import tqdm
 from nml._infra.training import OptimConfig
 from nml.chapters.ch02_spectral.run import DownstreamData, Split, load_downstream_data
 from nml.chapters.ch04_turn.config import LabelNoise, TurnBackbone
@@ -488,7 +488,7 @@ def prepare(params: Params, checkpoints: list[Checkpoint], pre_data: Any = None)
     log.info("turn: %s, %d train / %d test images, %d classes", params.turn.dataset, len(train.y), len(test.y),
              int(train.y.max()) + 1)
     feats = {}
-    for cfg in tqdm(params.turn.backbones, desc="backbone features"):
+    for cfg in tqdm(params.turn.backbones, desc="backbone features (cached or extracted)"):
         spec = backbone_spec(cfg, checkpoints, data, params)
         feats[cfg.name] = backbone_features(spec, train, test, data, params)
     return TurnContext(params, train, test, data, feats)

@@ -29,6 +29,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from nml.report.findings import paper_number
+from nml.report.reference import paper_table
 from nml.report.scores import Scores, interval, paired
 from nml.report.verdict import COLUMNS, MIN_SEEDS, claim_row, format_interval, not_testable
 
@@ -140,3 +142,20 @@ def language_claims(rows: pd.DataFrame, truth: Mapping[str, np.ndarray], gold: M
             for claim in ("L1", "L2"):
                 out.append(beats(scores, check, claim, encoder, kind))
     return pd.DataFrame(out, columns=list(COLUMNS))
+
+
+def paper_numbers(claims: pd.DataFrame) -> pd.Series:
+    """The paper's side of each claims row, for the Findings (:func:`nml.report.findings.findings`):
+    the same difference (NMTune minus LP for L1, minus MLP for L2) in the paper's Table 2 (language
+    part: GLUE ID, GLUE-X OOD), in points of its average score, mean over its models, on the row's
+    split (the last word of the scope)."""
+    table = paper_table("nmtune_table2_language").pivot_table(index=["model", "split"], columns="method", values="value")
+
+    def one(claim: str, scope: str) -> str:
+        split = scope.split()[-1]
+        if claim not in RIVALS or split not in set(table.index.get_level_values("split")):
+            return "not in the paper's tables"
+        diff = (table["NMTune"] - table[RIVALS[claim]]).xs(split, level="split")
+        return paper_number(float(diff.mean()), "pts", f"Table 2, {split}: mean of {len(diff)} models")
+
+    return pd.Series([one(c, s) for c, s in zip(claims["claim"], claims["scope"], strict=True)], index=claims.index)

@@ -15,8 +15,8 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
+from nml._infra.progress import tqdm
 from nml.chapters.ch03_nmtune.run import Method, method_by_name
 from nml.chapters.ch05_language.config import LanguageSection, TextEncoderConfig
 from nml.chapters.fit_jobs import FitJob, run_fit_jobs
@@ -146,7 +146,7 @@ def encode_tasks(encoder, tasks: list[TextTask], desc: str = "") -> dict[str, np
 
     feats: dict[str, np.ndarray] = {}
     todo = [s for t in tasks for _, s in splits_of(t)]
-    for split in tqdm(todo, desc=f"encode {desc}".strip()):
+    for split in tqdm(todo, desc=f"encode {desc} (cached or computed)".replace("  ", " ")):
         if split.name not in feats:
             feats[split.name] = np.asarray(encode_split(encoder, split.texts), dtype=np.float32)
     return feats
