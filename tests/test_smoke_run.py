@@ -54,7 +54,11 @@ def test_smoke_profile_runs_every_notebook(tmp_path):
     again = tmp_path / "again"
     assert main(["run", "--profile", "smoke", "--only", "02,03,04,05", "--output-dir", str(again)]) == 0
     pd.testing.assert_frame_equal(results, pd.read_csv(again / "02_results.csv"))
-    pd.testing.assert_frame_equal(tuned, pd.read_csv(again / "03_results.csv"))
-    pd.testing.assert_frame_equal(runs, pd.read_csv(again / "04_runs.csv"))
+    # fit_seconds is a timing: an entry computed twice at once (the browser test runs the same smoke
+    # notebooks on the same cache in parallel) keeps the last writer's time, the same scores
+    pd.testing.assert_frame_equal(tuned.drop(columns="fit_seconds"),
+                                  pd.read_csv(again / "03_results.csv").drop(columns="fit_seconds"))
+    timing = [c for c in runs.columns if c.endswith("_seconds")]
+    pd.testing.assert_frame_equal(runs.drop(columns=timing), pd.read_csv(again / "04_runs.csv").drop(columns=timing))
     pd.testing.assert_frame_equal(language.drop(columns="fit_seconds"),
                                   pd.read_csv(again / "05_results.csv").drop(columns="fit_seconds"))

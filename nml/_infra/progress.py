@@ -17,7 +17,22 @@ PROGRESS_ENV = "NML_PROGRESS"
 """``text``: plain text bars even in a kernel (set by ``nml run``); anything else: ``tqdm.auto``."""
 
 
+def _in_notebook() -> bool:
+    # tqdm.autonotebook picks the widget class only inside a Jupyter kernel
+    from tqdm.autonotebook import tqdm as chosen
+
+    return chosen is not _text_tqdm
+
+
 def tqdm(*args: Any, **kwargs: Any) -> Any:
-    """A tqdm bar: the notebook widget in JupyterLab, text under ``NML_PROGRESS=text`` or in a terminal."""
-    bar = _text_tqdm if os.environ.get(PROGRESS_ENV) == "text" else _auto_tqdm
-    return bar(*args, **kwargs)
+    """A tqdm bar: the notebook widget in JupyterLab, text under ``NML_PROGRESS=text`` or in a terminal.
+
+    In a notebook, transient inner bars (``leave=False``) are not drawn: each would leave an empty
+    widget output behind, and a cold run's hundreds of them push the cell's figure behind
+    JupyterLab's "Show more outputs"; the outer bar of the same loop shows the progress.
+    """
+    if os.environ.get(PROGRESS_ENV) == "text":
+        return _text_tqdm(*args, **kwargs)
+    if _in_notebook() and kwargs.get("leave") is False:
+        kwargs["disable"] = True
+    return _auto_tqdm(*args, **kwargs)
