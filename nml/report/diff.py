@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import io
 import math
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from nml._infra.paths import project_root
+from nml.report.provenance import run_git
 from nml.report.readme import CLAIMS_TABLES
 
 CLAIMS_FILES = tuple(name for _, _, name in CLAIMS_TABLES)
@@ -50,24 +50,17 @@ class RunTables:
     def names(self) -> list[str]:
         if self.folder is not None:
             return sorted(p.name for p in self.folder.glob("*.csv"))
-        listing = _git("ls-tree", "--name-only", f"{self.commit}:figures/{self.profile}") or ""
+        listing = run_git("ls-tree", "--name-only", f"{self.commit}:figures/{self.profile}") or ""
         return sorted(n for n in listing.splitlines() if n.endswith(".csv"))
 
     def read(self, name: str) -> pd.DataFrame | None:
         if self.folder is not None:
             path = self.folder / name
             return pd.read_csv(path) if path.is_file() else None
-        text = _git("show", f"{self.commit}:figures/{self.profile}/{name}")
+        text = run_git("show", f"{self.commit}:figures/{self.profile}/{name}")
         return pd.read_csv(io.StringIO(text)) if text is not None else None
 
 
-def _git(*args: str) -> str | None:
-    try:
-        done = subprocess.run(["git", "-C", str(project_root()), *args], capture_output=True, text=True,
-                              timeout=60, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout if done.returncode == 0 else None
 
 
 def resolve(spec: str, profile: str = "cpu") -> RunTables:
@@ -77,7 +70,7 @@ def resolve(spec: str, profile: str = "cpu") -> RunTables:
         return RunTables(str(spec), folder=path)
     if (project_root() / "figures" / spec).is_dir() and "/" not in spec:
         return RunTables(f"figures/{spec}", folder=project_root() / "figures" / spec)
-    commit = (_git("rev-parse", "--verify", "--quiet", f"{spec}^{{commit}}") or "").strip()
+    commit = (run_git("rev-parse", "--verify", "--quiet", f"{spec}^{{commit}}") or "").strip()
     if commit:
         return RunTables(f"{spec} ({commit[:10]}:figures/{profile})", commit=commit, profile=profile)
     raise FileNotFoundError(f"{spec!r} is neither a folder, a profile with a figures/{spec}/ folder, nor a git commit")

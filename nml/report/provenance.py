@@ -65,13 +65,14 @@ def params_hash(params: Any) -> str:
     return stable_hash(data, length=16)
 
 
-def _git(*args: str) -> str | None:
+def run_git(*args: str, timeout: float = 60) -> str | None:
+    """``git -C <project root> <args>``'s stdout, or None when git is missing, fails or times out."""
     try:
         done = subprocess.run(["git", "-C", str(project_root()), *args], capture_output=True, text=True,
-                              timeout=20, check=False)
+                              timeout=timeout, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
-    return done.stdout.strip() if done.returncode == 0 else None
+    return done.stdout if done.returncode == 0 else None
 
 
 def git_state() -> tuple[str, bool | None]:
@@ -79,11 +80,11 @@ def git_state() -> tuple[str, bool | None]:
 
     ``dirty``: tracked files differ from the commit, the run's outputs under ``figures/`` aside.
     """
-    commit = _git("rev-parse", "HEAD")
+    commit = (run_git("rev-parse", "HEAD", timeout=20) or "").strip()
     if not commit:
         return "unknown", None
-    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)figures")
-    return commit, (bool(status) if status is not None else None)
+    status = run_git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)figures", timeout=20)
+    return commit, (bool(status.strip()) if status is not None else None)
 
 
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:

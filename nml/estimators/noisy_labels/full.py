@@ -194,7 +194,25 @@ def cosine_lr(base: float, epochs: int) -> Callable[[float], float]:
     return lambda progress: base * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress / epochs)))
 
 
-class FullFineTune(NMLTransformerMixin, NoisyLabelClassifier):
+class FineTunedBackboneOutputs:
+    """Logits and backbone features of a fitted ``model_`` (backbone + head), in eval batches:
+    what FullFineTune and TURN both predict and transform with."""
+
+    def _logits(self, X: Any) -> np.ndarray:
+        model = self.model_
+        device = next(model.parameters()).device
+        return batched_logits(model, backbone_input(self, X, reset=False), batch_size=self.eval_batch_size,
+                              device=device).numpy()
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Features of the fine-tuned backbone (eval mode)."""
+        check_is_fitted(self)
+        device = next(self.model_.parameters()).device
+        return batched_logits(self.model_.backbone, backbone_input(self, X, reset=False),
+                              batch_size=self.eval_batch_size, device=device).numpy()
+
+
+class FullFineTune(FineTunedBackboneOutputs, NMLTransformerMixin, NoisyLabelClassifier):
     """Full fine-tuning of a pre-trained ``backbone`` with a fresh linear head.
 
     The FFT baselines of the TURN paper (5 epochs): ``loss="ce"``, ``"gce"`` or ``"elr"``, every
@@ -276,15 +294,3 @@ class FullFineTune(NMLTransformerMixin, NoisyLabelClassifier):
             self._finish()
         return self
 
-    def _logits(self, X: Any) -> np.ndarray:
-        model = self.model_
-        device = next(model.parameters()).device
-        return batched_logits(model, backbone_input(self, X, reset=False), batch_size=self.eval_batch_size,
-                              device=device).numpy()
-
-    def transform(self, X: Any) -> np.ndarray:
-        """Features of the fine-tuned backbone (eval mode)."""
-        check_is_fitted(self)
-        device = next(self.model_.parameters()).device
-        return batched_logits(self.model_.backbone, backbone_input(self, X, reset=False),
-                              batch_size=self.eval_batch_size, device=device).numpy()

@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import StrOptions
-from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from nml._infra.training import OptimConfig, make_optimizer
@@ -46,6 +45,7 @@ from nml.estimators.noisy_labels.full import (
     BN_MODES,
     FINE_TUNING_CONSTRAINTS,
     BackboneClassifier,
+    FineTunedBackboneOutputs,
     batchnorm_layers,
     check_augmentable,
     cosine_lr,
@@ -63,7 +63,7 @@ CLEANSING = ("every", "once", "none")
 __all__ = ["BN_MODES", "CLEANSING", "TURN"]
 
 
-class TURN(NMLTransformerMixin, NoisyLabelClassifier):
+class TURN(FineTunedBackboneOutputs, NMLTransformerMixin, NoisyLabelClassifier):
     """TURN: LP with GCE on cached features, then per-class GMM cleansing + FFT on a balanced subset.
 
     Parameters
@@ -322,15 +322,4 @@ class TURN(NMLTransformerMixin, NoisyLabelClassifier):
             self._finish()
         return self
 
-    def _logits(self, X: Any) -> np.ndarray:
-        device = next(self.model_.parameters()).device
-        return batched_logits(self.model_, backbone_input(self, X, reset=False), batch_size=self.eval_batch_size,
-                              device=device).numpy()
-
-    def transform(self, X: Any) -> np.ndarray:
-        """Features of the fine-tuned backbone (eval mode)."""
-        check_is_fitted(self)
-        device = next(self.model_.parameters()).device
-        return batched_logits(self.model_.backbone, backbone_input(self, X, reset=False),
-                              batch_size=self.eval_batch_size, device=device).numpy()
 
