@@ -110,12 +110,22 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="measure speed ratios on this machine")
     what = bench.add_subparsers(dest="what", required=True)
     nm = what.add_parser("nmtune", help="NMTune on cached features vs one extraction pass vs the encoder every batch")
+    nm.add_argument("--shape", choices=("cpu", "paper"), default="cpu",
+                    help="cpu (default): small encoders, both ratios; paper: ResNet-50 at 224 px, the official "
+                         "head at D=2048, 30 epochs, cached path vs the authors' loop (projected from "
+                         "--measured-epochs) and the arithmetic limit")
     nm.add_argument("--encoder", action="append", choices=BENCH_ENCODERS, metavar="NAME",
-                    help=f"repeatable; one of {list(BENCH_ENCODERS)} (default: nml_resnet4_half and efficientnet-lite0)")
-    nm.add_argument("--n", type=int, default=1000, help="training images (MNIST-5k digits), default 1000")
-    nm.add_argument("--online-epochs", type=int, default=10, help="epochs of the equal-epoch comparison, default 10")
-    nm.add_argument("--image-size", type=int, default=128, help="input size of efficientnet-lite0, default 128")
-    nm.add_argument("--preset", choices=("official", "paper"), default="official")
+                    help=f"--shape cpu only; repeatable; one of {list(BENCH_ENCODERS)} "
+                         "(default: nml_resnet4_half and efficientnet-lite0)")
+    nm.add_argument("--n", type=int, default=None,
+                    help="training images (MNIST-5k digits), default 1000 (--shape cpu) or 256 (--shape paper)")
+    nm.add_argument("--online-epochs", type=int, default=None,
+                    help="--shape cpu only: epochs of the equal-epoch comparison, default 10")
+    nm.add_argument("--image-size", type=int, default=None,
+                    help="input size of efficientnet-lite0 (--shape cpu, default 128) or ResNet-50 (--shape paper, default 224)")
+    nm.add_argument("--preset", choices=("official", "paper"), default=None, help="--shape cpu only (default: official)")
+    nm.add_argument("--measured-epochs", type=int, default=None,
+                    help="--shape paper only: epochs of the authors' loop actually run (of 30), default 2")
     nm.add_argument("--csv", metavar="FILE", help="also write the measured table here")
     dr = what.add_parser("drift", help="how far scores and verdicts move when features change at float32 rounding level")
     dr.add_argument("--profile", default="cpu", help="profile whose cached chapters to perturb (default: cpu)")
@@ -136,15 +146,48 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return _cmd_bench_drift(args)
     if args.what == "turn":
         return _cmd_bench_turn(args)
+    if args.shape == "paper":
+        return _cmd_bench_nmtune_paper(args)
     from nml.chapters.ch03_nmtune.bench import bench_nmtune, format_report
 
-    for name, value in (("--n", args.n), ("--online-epochs", args.online_epochs), ("--image-size", args.image_size)):
+    if args.measured_epochs is not None:
+        raise ParamsError("--measured-epochs applies to --shape paper only")
+    n = 1000 if args.n is None else args.n
+    online_epochs = 10 if args.online_epochs is None else args.online_epochs
+    image_size = 128 if args.image_size is None else args.image_size
+    for name, value in (("--n", n), ("--online-epochs", online_epochs), ("--image-size", image_size)):
         if value <= 0:
             raise ParamsError(f"{name} must be a positive integer, got {value}")
     encoders = args.encoder or ["nml_resnet4_half", "efficientnet-lite0"]
-    table = bench_nmtune(encoders, n=args.n, online_epochs=args.online_epochs, preset=args.preset,
-                         image_size=args.image_size)
+    table = bench_nmtune(encoders, n=n, online_epochs=online_epochs, preset=args.preset or "official",
+                         image_size=image_size)
     print(format_report(table))
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+    return 0
+
+
+def _cmd_bench_nmtune_paper(args: argparse.Namespace) -> int:
+    from nml.chapters.ch03_nmtune.bench import bench_nmtune_paper_shape, format_paper_shape_report
+    from nml.estimators.frozen.nmtune import NMTUNE_PRESETS
+
+    for name, value in (("--encoder", args.encoder), ("--online-epochs", args.online_epochs), ("--preset", args.preset)):
+        if value is not None:
+            raise ParamsError(f"{name} applies to --shape cpu only")
+    epochs = int(NMTUNE_PRESETS["official"]["epochs"])  # the official schedule, 30
+    n = 256 if args.n is None else args.n
+    measured = 2 if args.measured_epochs is None else args.measured_epochs
+    image_size = 224 if args.image_size is None else args.image_size
+    for name, value in (("--n", n), ("--measured-epochs", measured), ("--image-size", image_size)):
+        if value <= 0:
+            raise ParamsError(f"{name} must be a positive integer, got {value}")
+    if n < 2:
+        raise ParamsError(f"--n must be at least 2 (BatchNorm in the head needs two rows per batch), got {n}")
+    if measured > epochs:
+        raise ParamsError(f"--measured-epochs must be at most {epochs} (the full schedule), got {measured}")
+    table = bench_nmtune_paper_shape(n=n, epochs=epochs, measured_epochs=measured, image_size=image_size)
+    print(format_paper_shape_report(table))
     if args.csv:
         table.to_csv(args.csv, index=False)
         print(f"wrote {args.csv}")

@@ -13,6 +13,11 @@ A chapter subclasses :class:`FitJob` to say what its scored sets are and how the
 (:meth:`FitJob.row_head`) and where its results are cached (``cache_folder``). Every row then has
 the same scores, in this order: ``acc``, ``macro_f1``, ``sve``, ``lsvr`` (of the representation
 the classifier reads), ``fit_seconds``, ``n_train``, ``n_test`` and the predictions ``pred``.
+
+Jobs of one recipe on training data of one shape (:meth:`FitJob.stack_key`: a grid cell's seeds,
+checkpoints and noise ratios) are fitted as one batched model (:func:`fit_many_and_score`, through
+:func:`nml.estimators.frozen.fit_many`), each keeping its own seed and recipe; their
+``fit_seconds`` is their share of the batch's time.
 """
 
 from __future__ import annotations
@@ -32,7 +37,12 @@ from nml.models.features import array_id
 if TYPE_CHECKING:
     from nml.chapters.ch03_nmtune.run import Method
 
-__all__ = ["FitJob", "fit_and_score", "method_key", "run_fit_jobs"]
+__all__ = ["FitJob", "fit_and_score", "fit_many_and_score", "method_key", "run_fit_jobs"]
+
+MAX_HEADS = 16
+"""At most this many fits are trained as one model."""
+MAX_BATCH_BYTES = 2 * 1024**3
+"""... and their stacked training data (features and view banks) stay under this many bytes."""
 
 
 def method_key(method: Method) -> list:
@@ -100,14 +110,25 @@ class FitJob:
         """The leading columns of a test's row (who and what was scored); the scores follow."""
         raise NotImplementedError
 
+    def stack_key(self) -> tuple:
+        """Jobs with equal stack keys are trained as one model: the tuner's recipe but the seed
+        (:func:`nml.estimators.frozen.stack_signature`), the training data's shape and number of
+        classes, the shape of the view bank it reads."""
+        from nml.estimators.frozen import stack_signature
 
-def fit_and_score(job: FitJob) -> list[dict]:
-    """Fit the job's method once and return one row per scored set: :meth:`FitJob.row_head`, then
-    accuracy, macro-F1, SVE / LSVR of what the classifier reads, the fit's seconds, the sizes and
-    the predictions."""
-    start = time.perf_counter()
-    model = job.method.build(job.seed).fit(job.x_train, job.y_train, **job.fit_options())
-    fit_seconds = time.perf_counter() - start
+        views = self.fit_options().get("views")
+        tuner = self.method.build(self.seed)
+        two_views = tuner._resolved_hyper_params().get("n_views", 1) == 2
+        return (stack_signature(tuner), self.x_train.shape, len(np.unique(self.y_train)),
+                None if views is None or not two_views else np.shape(views))
+
+    def train_bytes(self) -> int:
+        """Bytes of the training data this job stacks with others'."""
+        views = self.fit_options().get("views")
+        return int(self.x_train.nbytes + (0 if views is None else np.asarray(views).nbytes))
+
+
+def _score(job: FitJob, model: Any, fit_seconds: float) -> list[dict]:
     rows = []
     for test, x, y in job.scored_sets():
         raw = np.asarray(model.predict(x))
@@ -119,6 +140,27 @@ def fit_and_score(job: FitJob) -> list[dict]:
     return rows
 
 
+def fit_and_score(job: FitJob) -> list[dict]:
+    """Fit the job's method once and return one row per scored set: :meth:`FitJob.row_head`, then
+    accuracy, macro-F1, SVE / LSVR of what the classifier reads, the fit's seconds, the sizes and
+    the predictions."""
+    start = time.perf_counter()
+    model = job.method.build(job.seed).fit(job.x_train, job.y_train, **job.fit_options())
+    return _score(job, model, time.perf_counter() - start)
+
+
+def fit_many_and_score(jobs: list[FitJob]) -> list[list[dict]]:
+    """:func:`fit_and_score` of jobs with one :meth:`FitJob.stack_key`, their tuners trained as one
+    model (:func:`nml.estimators.frozen.fit_many`); ``fit_seconds`` is each job's share."""
+    from nml.estimators.frozen import fit_many
+
+    start = time.perf_counter()
+    models = fit_many([job.method.build(job.seed) for job in jobs], [job.x_train for job in jobs],
+                      [job.y_train for job in jobs], [job.fit_options().get("views") for job in jobs])
+    share = (time.perf_counter() - start) / len(jobs)
+    return [_score(job, model, share) for job, model in zip(jobs, models, strict=True)]
+
+
 def run_fit_jobs(jobs: Sequence[FitJob], n_jobs: int = 1, desc: str = "fits") -> list[list[dict]]:
     """The rows of every job, read from the cache where a job's result is there, fitted otherwise
     (``n_jobs`` worker processes). Every job must be of one kind (one cache folder)."""
@@ -126,4 +168,9 @@ def run_fit_jobs(jobs: Sequence[FitJob], n_jobs: int = 1, desc: str = "fits") ->
     if len(folders) > 1:
         raise ValueError(f"jobs of several kinds (cache folders {sorted(folders)}) in one run")
     folder = folders.pop() if folders else "unused"
-    return run_cached(jobs, FitJob.key, fit_and_score, folder=folder, n_jobs=n_jobs, desc=desc)
+    if not jobs:
+        return []
+    per_job = max(1, max(job.train_bytes() for job in jobs))
+    max_group = max(1, min(MAX_HEADS, MAX_BATCH_BYTES // per_job))
+    return run_cached(jobs, FitJob.key, fit_and_score, folder=folder, n_jobs=n_jobs, desc=desc,
+                      group=FitJob.stack_key, work_many=fit_many_and_score, max_group=max_group)

@@ -16,7 +16,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from nml._infra.cache import stable_hash
-from nml._infra.jobs import run_cached
+from nml._infra.jobs import run_cached, work_units
 from nml._infra.paths import features_dir
 from nml._infra.progress import tqdm
 from nml.config import Params
@@ -213,8 +213,9 @@ def _features(ck: Checkpoint, split: Split, data: DownstreamData, params: Params
     )
 
 
-# Bump when probe_and_score changes what it computes.
-EVALUATION_CODE_VERSION = 3
+# Bump when probe_and_score changes what it computes (4: probes trained as one model, fused AdamW).
+EVALUATION_CODE_VERSION = 4
+PROBES_AS_ONE = 16  # checkpoints whose probes train as one model
 
 
 def _evaluation_path(ck: Checkpoint, data: DownstreamData, params: Params) -> Path:
@@ -269,23 +270,46 @@ def _evaluate_checkpoint(ck: Checkpoint, data: DownstreamData, params: Params) -
     return probe_and_score(_probe_job(ck, data, params))
 
 
+def _probe(job: ProbeJob) -> LinearProbe:
+    p = job.probe
+    return LinearProbe(epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"], weight_decay=p["weight_decay"],
+                       standardize=p["standardize"], seed=job.base["seed"])
+
+
+def _training_domains(job: ProbeJob) -> list[str]:
+    return list(dict.fromkeys(train for *_, train, _ in job.scored))
+
+
 def probe_and_score(job: ProbeJob) -> tuple[list[dict], list[dict]]:
     """Fit one linear probe per training domain, score it on each test domain; rows and spectra."""
-    p = job.probe
-    probes: dict[str, LinearProbe] = {}
+    (result,) = probe_many_and_score([job])
+    return result
 
-    def probe(domain: str) -> LinearProbe:
-        if domain not in probes:
-            probes[domain] = LinearProbe(epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"],
-                                         weight_decay=p["weight_decay"], standardize=p["standardize"],
-                                         seed=job.base["seed"]).fit(job.feats[(domain, "train")], job.labels[(domain, "train")])
-        return probes[domain]
 
+def probe_many_and_score(jobs: list[ProbeJob]) -> list[tuple[list[dict], list[dict]]]:
+    """:func:`probe_and_score` of several checkpoints: for each training domain, the checkpoints'
+    probes (same data shape, same settings, each its own seed) are trained as one model
+    (:func:`nml.estimators.frozen.fit_many`)."""
+    from nml.estimators.frozen import fit_many
+
+    domains = _training_domains(jobs[0])
+    if any(_training_domains(job) != domains for job in jobs):
+        raise ValueError("probe jobs trained as one must share their training domains")
+    probes: list[dict[str, LinearProbe]] = [{} for _ in jobs]
+    for domain in domains:
+        fitted = fit_many([_probe(job) for job in jobs], [job.feats[(domain, "train")] for job in jobs],
+                          [job.labels[(domain, "train")] for job in jobs])
+        for mine, probe in zip(probes, fitted, strict=True):
+            mine[domain] = probe
+    return [_score_probes(job, mine) for job, mine in zip(jobs, probes, strict=True)]
+
+
+def _score_probes(job: ProbeJob, probes: dict[str, LinearProbe]) -> tuple[list[dict], list[dict]]:
     rows, spectra = [], []
     spectral_cache: dict[str, dict[str, float]] = {}
     for kind, task, family, train, test in job.scored:
         x, y = job.feats[(test, "test")], job.labels[(test, "test")]
-        pred = probe(train).predict(x)
+        pred = probes[train].predict(x)
         if test not in spectral_cache:
             spectral_cache[test] = spectral_metrics(x)
         rows.append({**job.base, "kind": kind, "task": task, "family": family, "train_domain": train, "test_domain": test,
@@ -319,15 +343,20 @@ def evaluate_all(checkpoints: list[Checkpoint], data: DownstreamData, params: Pa
     Features are extracted (or read) here, one checkpoint at a time; the probes then run as
     cached jobs, ``nmtune.n_jobs`` at a time, one CPU thread each.
     """
+    keys = [_evaluation_path(ck, data, params).stem for ck in checkpoints]
     cached = {i for i, ck in enumerate(checkpoints) if _evaluation_path(ck, data, params).exists()}
     if cached:
         log.debug("probe results of %d of %d checkpoints are cached", len(cached), len(checkpoints))
-    # features only for the checkpoints still to probe (cached evaluations are read as they are)
+    # The probes of up to PROBES_AS_ONE checkpoints train as one model, in units fixed by the checkpoint
+    # list (not by what is cached); features only for the units with a checkpoint still to probe.
+    units = work_units(checkpoints, keys, lambda ck: 0, PROBES_AS_ONE)
+    needed = {i for unit in units if any(i not in cached for i in unit) for i in unit}
     bar = f"features ({len(cached)} of {len(checkpoints)} checkpoints probed already)" if cached else "features"
-    jobs = [_probe_job(ck, data, params) if i not in cached else _cached_job(ck, data, params)
+    jobs = [_probe_job(ck, data, params) if i in needed else _cached_job(ck, data, params)
             for i, ck in enumerate(tqdm(checkpoints, desc=bar))]
     results = run_cached(jobs, lambda j: j.key, probe_and_score, folder="evaluations", n_jobs=params.nmtune.n_jobs,
-                         desc="linear probes")
+                         desc="linear probes", group=lambda j: 0, work_many=probe_many_and_score,
+                         max_group=PROBES_AS_ONE)
     rows = [r for res, _ in results for r in res]
     spectra = [sp for _, res in results for sp in res]
     return pd.DataFrame(rows), pd.DataFrame(spectra)

@@ -36,7 +36,7 @@ log = logging.getLogger("nml.chapters.ch03_nmtune.run")
 
 # Bump when a fit job's work (nml.chapters.fit_jobs.fit_and_score with Job's hooks) changes what it
 # computes: it is part of every job's key, so cached fit results are invalidated.
-TUNING_CODE_VERSION = 2
+TUNING_CODE_VERSION = 3
 
 HEAD_KEYS = ("head", "depth", "activation", "hidden_mult", "n_views", "warmup_steps", "epochs", "batch_size", "lr",
              "weight_decay")

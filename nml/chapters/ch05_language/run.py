@@ -36,7 +36,7 @@ log = logging.getLogger("nml.chapters.ch05_language.run")
 
 # Bump when a fit job's work (nml.chapters.fit_jobs.fit_and_score with TextJob's hooks) changes what it
 # computes: it is part of every job's key, so cached fit results are invalidated.
-LANGUAGE_CODE_VERSION = 2
+LANGUAGE_CODE_VERSION = 3
 
 SPECTRUM_VARIANT = "authors"
 """How SVE / LSVR are computed here: the NMTune authors' analysis (row L2-normalised, each row's

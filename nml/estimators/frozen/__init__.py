@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nml._infra.registry import Registry
-from nml.estimators.frozen.base import FeatureTuner
+from nml.estimators.frozen.base import FeatureTuner, fit_many, stack_signature
 from nml.estimators.frozen.heads import make_head
 from nml.estimators.frozen.linear_probe import LinearProbe
 from nml.estimators.frozen.mlp import MLPTuner
@@ -58,8 +58,10 @@ __all__ = [
     "covariance_loss",
     "create_tuner",
     "dominant_singular_value_loss",
+    "fit_many",
     "list_tuners",
     "make_head",
     "nmtune_loss",
     "register_tuner",
+    "stack_signature",
 ]

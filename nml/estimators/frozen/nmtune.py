@@ -9,7 +9,7 @@ from sklearn.utils._param_validation import StrOptions
 
 from nml.estimators._base import NON_NEGATIVE, POSITIVE_INT, RUN_CONSTRAINTS
 from nml.estimators.frozen.base import HEAD_CONSTRAINTS, OPTIMISATION_CONSTRAINTS, FeatureTuner
-from nml.estimators.frozen.nmtune_losses import nmtune_loss
+from nml.estimators.frozen.nmtune_losses import nmtune_terms
 
 # Both presets train with AdamW and a per-step cosine schedule to zero (the base loop).
 NMTUNE_PRESETS: dict[str, dict[str, Any]] = {
@@ -138,8 +138,10 @@ class NMTune(FeatureTuner):
     def _hyper_params(self) -> dict[str, Any]:
         return self.resolved_params()
 
+    _loss_parts = ("ce", "consistency", "covariance", "dominant_sv")
+
     def _loss(self, logits: torch.Tensor, y: torch.Tensor, z: torch.Tensor, f: torch.Tensor,
-              hp: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        return nmtune_loss(logits, y, z, f, w_consistency=hp["w_consistency"], w_covariance=hp["w_covariance"],
+              hp: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return nmtune_terms(logits, y, z, f, w_consistency=hp["w_consistency"], w_covariance=hp["w_covariance"],
                            w_dominant_sv=hp["w_dominant_sv"], svd_top_k=hp["svd_top_k"],
                            consistency_reduction=hp["consistency_reduction"])

@@ -108,6 +108,7 @@ def test_fit_results_are_cached_and_parallel_matches_serial(nml_home, monkeypatc
         raise AssertionError("a cached fit was recomputed")
 
     monkeypatch.setattr(fit_jobs, "fit_and_score", no_refit)
+    monkeypatch.setattr(fit_jobs, "fit_many_and_score", no_refit)
     warm = nmtune.run_jobs(jobs, n_jobs=1)
     pd.testing.assert_frame_equal(serial, warm)
     monkeypatch.undo()

@@ -500,7 +500,11 @@ def test_fit_encoder_matches_fit_on_cached_features(name):
     images, encoder, X, y = _images_and_encoder()
     cached = FACTORIES[name](standardize=False, epochs=3).fit(X, y)
     streamed = FACTORIES[name](standardize=False, epochs=3).fit_encoder(encoder, images, y)
-    assert np.allclose(streamed.decision_function(X), cached.decision_function(X), atol=1e-4)
+    # fit (the stacked engine) and fit_encoder (the module loop) order float operations differently;
+    # the official head's pre-BatchNorm bias has a zero exact gradient whose rounding noise AdamW
+    # rescales to lr-sized steps, so it (and the running mean after it) drift by ~1e-3
+    atol = 1e-2 if name == "nmtune-official" else 1e-4
+    assert np.allclose(streamed.decision_function(X), cached.decision_function(X), atol=atol)
     assert np.allclose(streamed.loss_curve_, cached.loss_curve_, atol=1e-5)
     assert streamed.n_features_in_ == 10 and np.array_equal(streamed.predict(X), cached.predict(X))
 
