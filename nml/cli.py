@@ -127,6 +127,12 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     nm.add_argument("--measured-epochs", type=int, default=None,
                     help="--shape paper only: epochs of the authors' loop actually run (of 30), default 2")
     nm.add_argument("--csv", metavar="FILE", help="also write the measured table here")
+    fi = what.add_parser("fits", help="the tuners' training rate vs the machine's GEMM rate; heads alone vs trained as one")
+    fi.add_argument("--shape", action="append", choices=("cpu", "paper"), metavar="SHAPE",
+                    help="repeatable; cpu (256-d, 2,975 rows) and/or paper (2048-d, 1,000 rows); default both")
+    fi.add_argument("--heads", type=int, default=8, help="fits trained as one model, default 8")
+    fi.add_argument("--epochs", type=int, default=3, help="epochs of MLP / NMTune (the rate is per epoch), default 3")
+    fi.add_argument("--csv", metavar="FILE", help="also write the measured table here")
     dr = what.add_parser("drift", help="how far scores and verdicts move when features change at float32 rounding level")
     dr.add_argument("--profile", default="cpu", help="profile whose cached chapters to perturb (default: cpu)")
     dr.add_argument("--chapters", default="02", help="02 and/or 03, comma-separated (default: 02)")
@@ -141,7 +147,23 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     tu.add_argument("--csv", metavar="FILE", help="also write the measured table here")
 
 
+def _cmd_bench_fits(args: argparse.Namespace) -> int:
+    from nml.estimators.frozen.bench import bench_fits, format_fits_report
+
+    for name, value in (("--heads", args.heads), ("--epochs", args.epochs)):
+        if value <= 0:
+            raise ParamsError(f"{name} must be a positive integer, got {value}")
+    table = bench_fits(args.shape, heads=args.heads, epochs=args.epochs)
+    print(format_fits_report(table))
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "fits":
+        return _cmd_bench_fits(args)
     if args.what == "drift":
         return _cmd_bench_drift(args)
     if args.what == "turn":

@@ -70,20 +70,20 @@ class Spies:
             return Counted
 
         class CountedProbe(spectral.LinearProbe):
-            def fit(self, *args, **kwargs):
+            def _prepare(self, *args, **kwargs):  # every fit, alone or trained with others
                 spies.fits += 1
-                return super().fit(*args, **kwargs)
+                return super()._prepare(*args, **kwargs)
 
-        probe_and_score = spectral.probe_and_score
+        probe_many_and_score = spectral.probe_many_and_score
 
-        def counted_probe_and_score(job):
-            spies.probed.append((job.base["track"], job.base["gamma"], job.base["seed"]))
-            return probe_and_score(job)
+        def counted_probe_many_and_score(jobs):
+            spies.probed += [(job.base["track"], job.base["gamma"], job.base["seed"]) for job in jobs]
+            return probe_many_and_score(jobs)
 
         monkeypatch.setattr(pretraining, "SupervisedTrainer", trainer(pretraining.SupervisedTrainer))
         monkeypatch.setattr(pretraining, "ContrastiveTrainer", trainer(pretraining.ContrastiveTrainer))
         monkeypatch.setattr(spectral, "LinearProbe", CountedProbe)
-        monkeypatch.setattr(spectral, "probe_and_score", counted_probe_and_score)
+        monkeypatch.setattr(spectral, "probe_many_and_score", counted_probe_many_and_score)
 
     def reset(self):
         self.trained, self.probed, self.fits = [], [], 0

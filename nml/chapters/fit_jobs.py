@@ -14,10 +14,12 @@ A chapter subclasses :class:`FitJob` to say what its scored sets are and how the
 the same scores, in this order: ``acc``, ``macro_f1``, ``sve``, ``lsvr`` (of the representation
 the classifier reads), ``fit_seconds``, ``n_train``, ``n_test`` and the predictions ``pred``.
 
-Jobs of one recipe on training data of one shape (:meth:`FitJob.stack_key`: a grid cell's seeds,
-checkpoints and noise ratios) are fitted as one batched model (:func:`fit_many_and_score`, through
-:func:`nml.estimators.frozen.fit_many`), each keeping its own seed and recipe; their
-``fit_seconds`` is their share of the batch's time.
+The seeds of one grid cell (:meth:`FitJob.unit_key`: the same recipe on training data of one shape,
+the same ``meta`` but the seed) are fitted as one batched model (:func:`fit_many_and_score`,
+through :func:`nml.estimators.frozen.fit_many`), each keeping its own seed and recipe; their
+``fit_seconds`` is their share of the batch's time. A unit is always the same set of fits — it
+does not depend on what is cached or on the other cells of the grid — so adding a noise ratio adds
+units without touching the others, and an interrupted run recomputes exactly the numbers it lost.
 """
 
 from __future__ import annotations
@@ -122,6 +124,12 @@ class FitJob:
         return (stack_signature(tuner), self.x_train.shape, len(np.unique(self.y_train)),
                 None if views is None or not two_views else np.shape(views))
 
+    def unit_key(self) -> tuple:
+        """Jobs with equal unit keys are trained as one model: :meth:`stack_key` and the grid cell
+        (``meta`` without the seed)."""
+        cell = tuple(sorted((k, repr(v)) for k, v in self.meta.items() if k != "seed"))
+        return (self.stack_key(), cell)
+
     def train_bytes(self) -> int:
         """Bytes of the training data this job stacks with others'."""
         views = self.fit_options().get("views")
@@ -173,4 +181,4 @@ def run_fit_jobs(jobs: Sequence[FitJob], n_jobs: int = 1, desc: str = "fits") ->
     per_job = max(1, max(job.train_bytes() for job in jobs))
     max_group = max(1, min(MAX_HEADS, MAX_BATCH_BYTES // per_job))
     return run_cached(jobs, FitJob.key, fit_and_score, folder=folder, n_jobs=n_jobs, desc=desc,
-                      group=FitJob.stack_key, work_many=fit_many_and_score, max_group=max_group)
+                      group=FitJob.unit_key, work_many=fit_many_and_score, max_group=max_group)

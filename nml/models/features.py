@@ -17,6 +17,7 @@ import torch
 from nml._infra.cache import atomic_save_npz, record_cache_use, stable_hash
 from nml._infra.paths import features_dir
 from nml._infra.progress import tqdm
+from nml._infra.training import channels_last
 from nml.models.image_encoders import FeatureEncoder, encoder_identity
 from nml.models.pretrain import take
 
@@ -80,7 +81,7 @@ def extract_features(
             log.warning("ignoring unreadable feature cache %s (%s)", path, err)
     device = torch.device(device)
     if isinstance(backbone, torch.nn.Module):
-        backbone = backbone.to(device).eval()
+        backbone = channels_last(backbone.to(device).eval())
     else:
         device = torch.device("cpu")  # a black box takes CPU tensors and returns its own
     n = len(images)
@@ -96,10 +97,15 @@ def extract_features(
             except Exception:
                 log.warning("recomputing torn shard %s", shard_path.name)
         out = []
-        with torch.no_grad():
+        # inference mode (no autograd bookkeeping) and channels-last batches for a module; a black box
+        # (e.g. an ONNX graph) gets its CPU tensors as they are
+        with torch.inference_mode():
             for b in tqdm(range(start, stop, batch_size), desc=desc or f"features {split}", leave=False):
                 idx = torch.arange(b, min(b + batch_size, stop))
-                out.append(backbone(take(images, idx).to(device)).float().cpu().numpy())
+                batch = take(images, idx).to(device)
+                if isinstance(backbone, torch.nn.Module):
+                    batch = channels_last(batch)
+                out.append(backbone(batch).float().cpu().numpy())
         feats = np.concatenate(out).astype(np.float32)
         if stop - start < n:  # only multi-shard inputs need the resumable pieces
             atomic_save_npz(shard_path, {"features": feats})

@@ -28,6 +28,7 @@ from nml._infra.paths import checkpoints_dir
 from nml._infra.progress import tqdm
 from nml._infra.training import (
     OptimConfig,
+    channels_last,
     epoch_generator,
     make_optimizer,
     make_scheduler,
@@ -38,8 +39,9 @@ from nml.models.backbones import create_backbone, feature_dim
 
 log = logging.getLogger("nml.models.pretrain")
 
-# Bump when the training code changes in a way that changes the weights it produces.
-PRETRAIN_CODE_VERSION = 1
+# Bump when the training code changes in a way that changes the weights it produces
+# (2: channels-last convolutions, fused AdamW).
+PRETRAIN_CODE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ def _eval_logits(model_fn, x, batch_size: int, device: torch.device) -> torch.Te
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
             idx = torch.arange(start, min(start + batch_size, len(x)))
-            outs.append(model_fn(take(x, idx).to(device)).float().cpu())
+            outs.append(model_fn(channels_last(take(x, idx).to(device))).float().cpu())
     return torch.cat(outs)
 
 
@@ -116,7 +118,7 @@ class _Trainer:
         self.final_path = spec.path(root)
         self.partial_path = self.final_path.with_suffix(".partial.pt")
         torch.manual_seed(spec.seed)  # weight init
-        self.backbone = create_backbone(spec.model, num_classes=0, in_chans=spec.in_chans).to(device)
+        self.backbone = channels_last(create_backbone(spec.model, num_classes=0, in_chans=spec.in_chans).to(device))
         self.heads = self.build_heads().to(device)
 
     @property
@@ -181,7 +183,7 @@ class _Trainer:
                 xb = self.images(idx)
                 if self.spec.augment:
                     xb = random_crop_flip(xb, gen)
-                loss, stats = self.step(xb.to(self.device), idx)
+                loss, stats = self.step(channels_last(xb.to(self.device)), idx)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -203,7 +203,7 @@ class TransformerEncoder:
 
     Decoders without a pad token pad with their EOS token (masked out anyway). Texts are sorted by
     length into batches (less padding) and returned in the input order. The model loads on the
-    first :meth:`encode`, in eval mode, float32, under ``torch.no_grad()``.
+    first :meth:`encode`, in eval mode, float32, under ``torch.inference_mode()``.
 
     ``name`` is ``label`` (default ``hf:<model>``) plus the output-changing options, e.g.
     ``hf:gpt2[pooling=last,max_length=128]``.
@@ -363,7 +363,7 @@ class TransformerEncoder:
         order = _length_order(texts)
         batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         out: np.ndarray | None = None
-        with torch.no_grad():
+        with torch.inference_mode():  # no autograd bookkeeping at all (the embeddings leave as numpy)
             for idx in tqdm(batches, desc=self.name, unit="batch", leave=False,
                             disable=not self.progress or len(batches) < 2):
                 emb = self._embed_batch([texts[i] for i in idx])

@@ -215,7 +215,7 @@ def _features(ck: Checkpoint, split: Split, data: DownstreamData, params: Params
 
 # Bump when probe_and_score changes what it computes (4: probes trained as one model, fused AdamW).
 EVALUATION_CODE_VERSION = 4
-PROBES_AS_ONE = 16  # checkpoints whose probes train as one model
+PROBES_AS_ONE = 16  # at most this many checkpoints' probes train as one model
 
 
 def _evaluation_path(ck: Checkpoint, data: DownstreamData, params: Params) -> Path:
@@ -241,6 +241,7 @@ class ProbeJob:
     probe: dict
     variant: str
     key: str
+    cell: tuple = ()  # (track, γ): the checkpoints of one grid cell (its seeds) probe as one model
 
 
 def _probe_job(ck: Checkpoint, data: DownstreamData, params: Params) -> ProbeJob:
@@ -251,12 +252,18 @@ def _probe_job(ck: Checkpoint, data: DownstreamData, params: Params) -> ProbeJob
     feats = {k: _features(ck, data.get(*k), data, params) for k in needed}
     return ProbeJob({"track": ck.spec.track, "gamma": ck.spec.noise_ratio, "seed": ck.spec.seed}, feats,
                     {k: data.get(*k).y for k in needed}, {d: data.get(d, "test").data_id for d, split in needed if split == "test"},
-                    scored, s.probe.model_dump(), s.spectrum_variant, _evaluation_path(ck, data, params).stem)
+                    scored, s.probe.model_dump(), s.spectrum_variant, _evaluation_path(ck, data, params).stem,
+                    _cell(ck))
 
 
 def _cached_job(ck: Checkpoint, data: DownstreamData, params: Params) -> ProbeJob:
     """A job whose result is on disk: only its key is read."""
-    return ProbeJob({}, {}, {}, {}, [], {}, params.spectral.spectrum_variant, _evaluation_path(ck, data, params).stem)
+    return ProbeJob({}, {}, {}, {}, [], {}, params.spectral.spectrum_variant, _evaluation_path(ck, data, params).stem,
+                    _cell(ck))
+
+
+def _cell(ck: Checkpoint) -> tuple:
+    return (ck.spec.track, ck.spec.noise_ratio)
 
 
 def evaluate_checkpoint(ck: Checkpoint, data: DownstreamData, params: Params) -> tuple[list[dict], list[dict]]:
@@ -347,15 +354,15 @@ def evaluate_all(checkpoints: list[Checkpoint], data: DownstreamData, params: Pa
     cached = {i for i, ck in enumerate(checkpoints) if _evaluation_path(ck, data, params).exists()}
     if cached:
         log.debug("probe results of %d of %d checkpoints are cached", len(cached), len(checkpoints))
-    # The probes of up to PROBES_AS_ONE checkpoints train as one model, in units fixed by the checkpoint
-    # list (not by what is cached); features only for the units with a checkpoint still to probe.
-    units = work_units(checkpoints, keys, lambda ck: 0, PROBES_AS_ONE)
+    # The probes of a grid cell's checkpoints (its seeds) train as one model, a unit fixed by the grid
+    # (not by what is cached); features only for the units with a checkpoint still to probe.
+    units = work_units(checkpoints, keys, _cell, PROBES_AS_ONE)
     needed = {i for unit in units if any(i not in cached for i in unit) for i in unit}
     bar = f"features ({len(cached)} of {len(checkpoints)} checkpoints probed already)" if cached else "features"
     jobs = [_probe_job(ck, data, params) if i in needed else _cached_job(ck, data, params)
             for i, ck in enumerate(tqdm(checkpoints, desc=bar))]
     results = run_cached(jobs, lambda j: j.key, probe_and_score, folder="evaluations", n_jobs=params.nmtune.n_jobs,
-                         desc="linear probes", group=lambda j: 0, work_many=probe_many_and_score,
+                         desc="linear probes", group=lambda j: j.cell, work_many=probe_many_and_score,
                          max_group=PROBES_AS_ONE)
     rows = [r for res, _ in results for r in res]
     spectra = [sp for _, res in results for sp in res]

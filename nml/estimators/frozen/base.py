@@ -401,8 +401,9 @@ def fit_many(tuners: Sequence[FeatureTuner], Xs: Sequence[Any], ys: Sequence[Any
     (:class:`~nml.estimators.frozen.stacked.StackedHeads`). Each head keeps its own recipe: it is
     initialised from its own seed (``torch.manual_seed(seed)`` then head, then classifier, as a
     lone fit), shuffles with its own ``epoch_generator(seed, epoch)``, draws its own views, has its
-    own AdamW state and its own loss; a head's result does not depend on which other heads share
-    its batch (they differ from lone fits, if at all, by float rounding).
+    own AdamW state and its own loss. Heads trained together differ from lone fits by float
+    rounding only (the fused AdamW kernel's rounding depends on the stacked tensor's size), so
+    callers that cache results train a fixed set of fits together (:mod:`nml.chapters.fit_jobs`).
 
     Parameters
     ----------

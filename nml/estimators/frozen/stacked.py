@@ -15,7 +15,8 @@ linear classifiers and holds their parameters as (K, ...) tensors:
 
 Gradients of different heads never mix (their parameters are disjoint and the training loss is a
 sum of per-head losses), and AdamW is elementwise, so each head follows its own trajectory; the
-heads differ from lone fits only by float rounding of the batched products. :meth:`unstack` writes
+heads differ from lone fits only by float rounding (of the batched products, and of the fused
+AdamW kernel, whose rounding depends on the size of the tensor it updates). :meth:`unstack` writes
 head k's values back into its module, which is what the fitted estimator keeps.
 """
 

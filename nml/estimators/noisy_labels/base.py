@@ -24,6 +24,7 @@ import torch
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from nml._infra.training import channels_last
 from nml.estimators._base import (
     NON_NEGATIVE,
     POSITIVE,
@@ -212,6 +213,6 @@ def batched_logits(model: torch.nn.Module, X: torch.Tensor | torch.utils.data.Da
     with torch.no_grad():
         for start in range(0, len(X), batch_size):
             idx = torch.arange(start, min(start + batch_size, len(X)))
-            outs.append(model(take(X, idx).to(device)).float().cpu())
+            outs.append(model(channels_last(take(X, idx).to(device))).float().cpu())
     model.train(was_training)
     return torch.cat(outs)

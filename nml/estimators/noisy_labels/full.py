@@ -20,6 +20,7 @@ from torch import nn
 
 from nml._infra.training import (
     OptimConfig,
+    channels_last,
     epoch_generator,
     make_optimizer,
     random_crop_flip,
@@ -180,7 +181,7 @@ def train_epoch(model: BackboneClassifier, X: Any, y: torch.Tensor, indices: tor
         xb = take(X, idx)
         if augment is not None:
             xb = augment(xb, gen)
-        loss = loss_fn(model(xb.to(device)), y[idx.to(device)], idx.to(device))
+        loss = loss_fn(model(channels_last(xb.to(device))), y[idx.to(device)], idx.to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -273,7 +274,7 @@ class FullFineTune(FineTunedBackboneOutputs, NMLTransformerMixin, NoisyLabelClas
             backbone = copy.deepcopy(self.backbone)
             set_bn_momentum(backbone, self.bn_momentum)
             head = nn.Linear(infer_feature_dim(backbone, X), len(self.classes_))
-            model = BackboneClassifier(backbone, head).to(device)
+            model = channels_last(BackboneClassifier(backbone, head).to(device))
             if self.bn_mode == "recalibrate":
                 recalibrate_bn_statistics(model.backbone, X, batch_size=self.eval_batch_size, device=device)
             cfg = OptimConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,

@@ -24,7 +24,7 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import StrOptions
 from torch import nn
 
-from nml._infra.training import OptimConfig, make_optimizer
+from nml._infra.training import OptimConfig, channels_last, make_optimizer
 from nml.estimators._base import (
     NON_NEGATIVE,
     POSITIVE,
@@ -263,7 +263,7 @@ class TURN(FineTunedBackboneOutputs, NMLTransformerMixin, NoisyLabelClassifier):
         with torch.enable_grad():
             self._begin()
             torch.manual_seed(self.seed)
-            self._backbone = copy.deepcopy(self.backbone).to(device)
+            self._backbone = channels_last(copy.deepcopy(self.backbone).to(device))
             set_bn_momentum(self._backbone, self.bn_momentum)
             if recalibrate:
                 recalibrate_bn_statistics(self._backbone, X, batch_size=self.eval_batch_size, device=device)

@@ -82,12 +82,23 @@ def test_a_head_trained_in_a_batch_equals_the_head_trained_alone(name):
 
 
 @pytest.mark.parametrize("name", list(RECIPES))
-def test_a_heads_result_does_not_depend_on_its_companions(name):
-    a = _fit_group(name, seeds=[0, 1], data_seeds=[20, 21])[1]
-    b = _fit_group(name, seeds=[7, 1, 9], data_seeds=[30, 21, 31])[1]
+def test_the_same_heads_trained_together_give_the_same_numbers(name):
+    a = _fit_group(name, seeds=[0, 1, 2], data_seeds=[20, 21, 22])
+    b = _fit_group(name, seeds=[0, 1, 2], data_seeds=[20, 21, 22])
     x = _data(21)[0]
-    assert np.array_equal(a.decision_function(x), b.decision_function(x))
-    assert a.loss_curve_ == b.loss_curve_
+    for mine, again in zip(a, b, strict=True):
+        assert np.array_equal(mine.decision_function(x), again.decision_function(x))
+        assert mine.loss_curve_ == again.loss_curve_
+
+
+@pytest.mark.parametrize("name", list(RECIPES))
+def test_other_companions_change_a_head_by_rounding_only(name):
+    _, _, tol = RECIPES[name]
+    a = _fit_group(name, seeds=[0, 1], data_seeds=[20, 21])[1]
+    b = _fit_group(name, seeds=[7, 1, 9, 3, 4], data_seeds=[30, 21, 31, 32, 33])[1]
+    x = _data(21)[0]
+    assert np.allclose(a.decision_function(x), b.decision_function(x), atol=tol)
+    assert np.allclose(a.loss_curve_, b.loss_curve_, atol=1e-5)
 
 
 def test_each_head_keeps_its_own_seed():

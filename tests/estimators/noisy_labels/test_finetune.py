@@ -62,9 +62,14 @@ def band_images(n: int, n_classes: int, *, seed: int, noise: float = 0.3, side: 
 
 
 def backbone_features(backbone: nn.Module, X: torch.Tensor) -> np.ndarray:
-    backbone.eval()
-    with torch.no_grad():
-        return backbone(X).numpy()
+    """Frozen features as the estimators extract them: a copy in eval mode, channels-last model and
+    batches (``batched_logits``), so that equalities with an estimator's own extraction are exact."""
+    import copy
+
+    from nml._infra.training import channels_last
+    from nml.estimators.noisy_labels.base import batched_logits
+
+    return batched_logits(channels_last(copy.deepcopy(backbone)), X, batch_size=256, device=torch.device("cpu")).numpy()
 
 
 # ====================================================================== losses
