@@ -163,12 +163,13 @@ def execute_plan(plan: RunPlan, *, kernel_name: str | None = None, log_output: b
     # the kernels inherit this: text bars in the papermill log instead of a frozen widget
     os.environ.setdefault(PROGRESS_ENV, "text")
     done = []
+    started_cold = caches_empty()
     update_run_status(plan.figures_dir, {nb.name: {"status": NOT_RUN, "reason": "not reached yet"} for nb in plan.notebooks},
                       profile=plan.params.profile, params_hash=params_hash(plan.params), git_commit=git_state()[0])
     for i, nb in enumerate(plan.notebooks):
         out = plan.executed_dir / nb.path.name
         log.info("running %s -> %s", nb.path.name, out)
-        start, started = time.perf_counter(), now_utc()
+        start, started, start_wall = time.perf_counter(), now_utc(), time.time()
         update_run_status(plan.figures_dir, {nb.name: {"status": RUNNING, "started": started}})
         try:
             papermill.execute_notebook(
@@ -191,7 +192,8 @@ def execute_plan(plan: RunPlan, *, kernel_name: str | None = None, log_output: b
             raise
         seconds = time.perf_counter() - start
         log.info("finished %s in %.1f s", nb.path.name, seconds)
-        record_timing(plan.figures_dir, nb.name, seconds)
+        record_timing(plan.figures_dir, nb.name, seconds,
+                      run_kind(started_cold, notebook_cache_totals(plan.figures_dir, nb.number, since=start_wall)))
         update_run_status(plan.figures_dir, {nb.name: {"status": OK, "started": started, "seconds": round(seconds, 1)}})
         done.append(out)
     return done
@@ -258,18 +260,64 @@ def choose_kernel(kernel_name: str | None = None) -> str:
     return FALLBACK_KERNEL
 
 
-def record_timing(figures_dir: Path, notebook: str, seconds: float) -> Path:
-    """Put ``notebook``'s wall time into ``figures_dir/run_timings.csv`` (one row per notebook, the
-    latest run's), which the README's timings block is generated from."""
+RUN_KINDS = ("cold", "warm", "partial")
+
+
+def caches_empty() -> bool:
+    """True when ``NML_HOME`` holds no computed cache entry yet (only fetched assets): a cold run."""
+    from nml._infra.paths import checkpoints_dir, features_dir
+
+    return not any(any(p.is_file() for p in d.rglob("*")) for d in (checkpoints_dir(), features_dir()) if d.is_dir())
+
+
+def notebook_cache_totals(figures_dir: Path, number: str, *, since: float) -> dict[str, int] | None:
+    """The cache entries notebook ``number`` reused and computed in its run: the largest
+    ``cache_totals`` among the provenance sidecars of its tables written since ``since`` (epoch
+    seconds); None when it wrote none."""
+    import json
+
+    best = None
+    for sidecar in Path(figures_dir).glob(f"{number}_*.provenance.json"):
+        if sidecar.stat().st_mtime < since:
+            continue
+        try:
+            totals = json.loads(sidecar.read_text()).get("cache_totals")
+        except (OSError, ValueError):
+            continue
+        if totals and (best is None or sum(totals.values()) > sum(best.values())):
+            best = {"reused": int(totals["reused"]), "computed": int(totals["computed"])}
+    return best
+
+
+def run_kind(started_cold: bool, totals: dict[str, int] | None) -> str:
+    """``cold`` (the run started from caches with nothing computed), ``warm`` (the notebook computed
+    no cache entry) or ``partial``."""
+    if started_cold:
+        return "cold"
+    if totals is not None and totals["computed"] == 0:
+        return "warm"
+    return "partial"
+
+
+def record_timing(figures_dir: Path, notebook: str, seconds: float, kind: str = "partial") -> Path:
+    """Put ``notebook``'s wall time into ``figures_dir/run_timings.csv``: one row per notebook and
+    kind of run (:func:`run_kind`; a new run replaces the row of its kind), which the README's
+    timings block is generated from (the cold and the warm time of each notebook)."""
     import datetime
 
     import pandas as pd
 
+    if kind not in RUN_KINDS:
+        raise ValueError(f"kind must be one of {RUN_KINDS}, got {kind!r}")
     path = Path(figures_dir) / "run_timings.csv"
-    table = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["notebook", "seconds", "finished"])
+    columns = ["notebook", "run", "seconds", "finished"]
+    table = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=columns)
+    if "run" not in table:  # a file of the single-row-per-notebook format: those were cold runs
+        table["run"] = "cold"
     finished = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
-    row = pd.DataFrame([{"notebook": notebook, "seconds": round(seconds, 1), "finished": finished}])
-    table = pd.concat([table[table["notebook"] != notebook], row], ignore_index=True).sort_values("notebook")
+    row = pd.DataFrame([{"notebook": notebook, "run": kind, "seconds": round(seconds, 1), "finished": finished}])
+    keep = table[(table["notebook"] != notebook) | (table["run"] != kind)]
+    table = pd.concat([keep[columns], row], ignore_index=True).sort_values(["notebook", "run"])
     return atomic_write_text(path, table.to_csv(index=False))
 
 

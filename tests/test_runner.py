@@ -134,3 +134,33 @@ def test_runner_executes_with_papermill(tmp_path):
     assert (out / "01_write.ipynb").exists()
     text = (out / "made.txt").read_text()
     assert text.startswith("smoke ") and text.endswith("params.resolved.yaml")
+
+
+def test_a_run_is_cold_warm_or_partial(nml_home, tmp_path):
+    import json
+    import os
+    import time
+
+    from nml.runner import caches_empty, notebook_cache_totals, run_kind
+
+    assert caches_empty()  # assets alone do not make a cache warm
+    (nml_home / "assets" / "x").mkdir(parents=True)
+    (nml_home / "assets" / "x" / "file").write_text("asset")
+    assert caches_empty()
+    (nml_home / "features" / "tuning").mkdir(parents=True)
+    (nml_home / "features" / "tuning" / "k.pkl").write_bytes(b"1")
+    assert not caches_empty()
+
+    start = time.time()
+    old = tmp_path / "03_old.csv.provenance.json"
+    old.write_text(json.dumps({"cache_totals": {"reused": 0, "computed": 99}}))
+    os.utime(old, (start - 60, start - 60))  # written by an earlier run: ignored
+    (tmp_path / "03_a.csv.provenance.json").write_text(json.dumps({"cache_totals": {"reused": 5, "computed": 0}}))
+    (tmp_path / "03_b.csv.provenance.json").write_text(json.dumps({"cache_totals": {"reused": 9, "computed": 0}}))
+    (tmp_path / "04_c.csv.provenance.json").write_text(json.dumps({"cache_totals": {"reused": 0, "computed": 7}}))
+    assert notebook_cache_totals(tmp_path, "03", since=start - 1) == {"reused": 9, "computed": 0}
+    assert notebook_cache_totals(tmp_path, "05", since=start - 1) is None
+    assert run_kind(True, {"reused": 3, "computed": 4}) == "cold"
+    assert run_kind(False, {"reused": 9, "computed": 0}) == "warm"
+    assert run_kind(False, notebook_cache_totals(tmp_path, "04", since=start - 1)) == "partial"
+    assert run_kind(False, None) == "partial"

@@ -119,3 +119,41 @@ def corrupt(
     finally:
         np.random.set_state(saved)  # noqa: NPY002
     return ImageSet(f"{image_set.name}+{corruption}-{severity}", out, image_set.labels.copy(), image_set.classes)
+
+
+# Bump when corrupt() changes what it computes: cached corrupted sets are then made again.
+CORRUPTION_CODE_VERSION = 1
+
+
+def corrupt_cached(image_set: ImageSet, corruption: str, severity: int, *, seed: int, min_size: int = 0) -> ImageSet:
+    """:func:`corrupt`, cached on disk under ``<NML_HOME>/features/corruptions``.
+
+    The key holds the images' and labels' content, the corruption, severity, seed, ``min_size``
+    and the code version; the file is written atomically, so a warm run reads the corrupted set
+    instead of re-applying a per-image corruption (seconds per set) on every run.
+    """
+    import hashlib
+
+    from nml._infra.cache import atomic_save_npz, record_cache_use, stable_hash
+    from nml._infra.paths import features_dir
+
+    _check(corruption, severity)
+    content = hashlib.sha256(np.ascontiguousarray(image_set.images).tobytes())
+    content.update(np.ascontiguousarray(image_set.labels).tobytes())
+    key = stable_hash({"images": [content.hexdigest(), list(image_set.images.shape)], "corruption": corruption,
+                       "severity": int(severity), "seed": int(seed), "min_size": int(min_size),
+                       "code": CORRUPTION_CODE_VERSION}, length=24)
+    path = features_dir() / "corruptions" / f"{key}.npz"
+    name = f"{image_set.name}+{corruption}-{severity}"
+    if path.exists():
+        try:
+            with np.load(path) as f:
+                images = f["images"]
+            record_cache_use(f"corruptions/{key}", reused=True)
+            return ImageSet(name, images, image_set.labels.copy(), image_set.classes)
+        except Exception:  # torn or foreign file: make it again
+            pass
+    out = corrupt(image_set, corruption, severity, seed=seed, min_size=min_size)
+    atomic_save_npz(path, {"images": out.images})
+    record_cache_use(f"corruptions/{key}", reused=False)
+    return out

@@ -6,8 +6,10 @@
 * ``results`` — every chapter's claims table (verdict, effect and its 95% interval, seeds), with a
   count of verdicts per chapter, and chapter 02's check of whether a C3 verdict depends on the
   spectrum variant;
-* ``timings`` — each notebook's wall time in the last run (``run_timings.csv``, written by
-  ``nml run``).
+* ``timings`` — each notebook's wall time in the last cold and the last warm run
+  (``run_timings.csv``, written by ``nml run``);
+* ``benchmarks`` — the tables ``nml bench fits --csv`` and ``nml bench nmtune --shape paper --csv``
+  wrote into the figures folder (:data:`BENCH_FITS`, :data:`BENCH_NMTUNE_PAPER`), with their goals.
 
 A test renders the blocks from the committed ``figures/cpu`` and fails when README.md differs, so
 the README cannot drift from the tables.
@@ -30,6 +32,8 @@ CLAIMS_TABLES = (
     ("05", "Chapter 05 — frozen language models (L1–L2)", "05_claims_language.csv"),
 )
 TIMINGS = "run_timings.csv"
+BENCH_FITS = "bench_fits.csv"
+BENCH_NMTUNE_PAPER = "bench_nmtune_paper_shape.csv"
 
 
 def _counts(claims: pd.DataFrame) -> str:
@@ -59,22 +63,83 @@ def render_results(figures: Path) -> str:
     return "\n\n".join(parts) if parts else "_No claims tables in this profile's figures yet._"
 
 
+def _minutes(seconds: float) -> str:
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {rest:02d} s"
+
+
 def render_timings(figures: Path) -> str:
-    """The ``timings`` block from ``run_timings.csv`` (each notebook's last wall time)."""
+    """The ``timings`` block from ``run_timings.csv``: each notebook's wall time in the last cold run
+    (from caches with nothing computed) and the last warm run (every cache entry reused)."""
     path = Path(figures) / TIMINGS
     if not path.is_file():
         return "_No run timings recorded yet (`nml run` writes them)._"
     t = pd.read_csv(path)
-    lines = ["| notebook | wall time | finished (UTC) |", "|---|---|---|"]
-    for r in t.itertuples():
-        minutes, seconds = divmod(int(round(r.seconds)), 60)
-        lines.append(f"| {r.notebook} | {minutes} min {seconds:02d} s | {r.finished} |")
-    total = int(round(t["seconds"].sum()))
-    lines.append(f"| **all** | **{total // 60} min {total % 60:02d} s** | |")
+    if "run" not in t:
+        t["run"] = "cold"
+    kinds = [k for k in ("cold", "warm") if (t["run"] == k).any()]
+    if not kinds:
+        return "_No cold or warm run recorded yet (only partial runs)._"
+    lines = ["| notebook | " + " | ".join(f"{k} run | finished (UTC)" for k in kinds) + " |",
+             "|---|" + "---|---|" * len(kinds)]
+    for notebook in sorted(t["notebook"].unique()):
+        cells = []
+        for k in kinds:
+            row = t[(t["notebook"] == notebook) & (t["run"] == k)]
+            cells += [_minutes(row["seconds"].iloc[0]), row["finished"].iloc[0]] if len(row) else ["", ""]
+        lines.append(f"| {notebook} | " + " | ".join(cells) + " |")
+    totals = [f"**{_minutes(t.loc[t['run'] == k, 'seconds'].sum())}** | " for k in kinds]
+    lines.append("| **all** | " + " | ".join(totals).rstrip(" |") + " | |")
     return "\n".join(lines)
 
 
-BLOCKS = {"results": render_results, "timings": render_timings}
+def _bench_fits(path: Path) -> list[str]:
+    t = pd.read_csv(path)
+    rate = float(t["gemm_gflops"].iloc[0])
+    lines = [f"`nml bench fits` (`{path.name}`): fp32 GEMM rate on one thread {rate:.1f} GFLOP/s; MLP and NMTune "
+             f"with the official head (4×D, two views), batch 64; LP 30 epochs.", "",
+             "| shape | method | fits | s per fit | GFLOP/s | of GEMM rate | goal |", "|---|---|---|---|---|---|---|"]
+    for r in t.itertuples():
+        if pd.isna(r.gflops):
+            lines.append(f"| {r.shape} ({r.n_train} × {r.n_features}) | {r.method} | alone | {r.seconds_per_fit:.3f} | | | |")
+            continue
+        goal = "" if pd.isna(r.goal) else f"≥ {r.goal:.0%}: **{'meets' if r.fraction_of_gemm >= r.goal else 'misses'}**"
+        lines.append(f"| {r.shape} ({r.n_train} × {r.n_features}) | {r.method} | {r.mode} | {r.seconds_per_fit:.3f} | "
+                     f"{r.gflops:.1f} | {r.fraction_of_gemm:.1%} | {goal} |")
+    return lines
+
+
+def _bench_nmtune_paper(path: Path) -> list[str]:
+    lines = []
+    for r in pd.read_csv(path).itertuples():
+        how = (f"projected from {r.measured_epochs} measured epochs" if r.authors_projected
+               else f"all {r.epochs} epochs measured")
+        ok = "meets" if r.speedup_cached >= r.goal else "misses"
+        lines += [f"`nml bench nmtune --shape paper` (`{path.name}`): {r.encoder} at {r.image_size} px, {r.n} images, "
+                  f"{r.feature_dim}-d features, official head (hidden {r.hidden}), {r.epochs} epochs, batch {r.batch_size}, "
+                  f"{r.n_views} view per step, {r.threads} threads.", "",
+                  "| path | seconds |", "|---|---|",
+                  f"| cached: one extraction pass | {r.extract_s:.1f} |",
+                  f"| cached: NMTune on the cached features | {r.tune_cached_s:.1f} |",
+                  f"| cached: total | {r.cached_total_s:.1f} |",
+                  f"| authors' loop (encoder every batch), {r.epochs} epochs, {how} | {r.authors_total_s:.1f} |", "",
+                  f"Ratio **{r.speedup_cached:.1f}×** (goal ≥ {r.goal:g}×: **{ok}**); arithmetic limit "
+                  f"({r.epochs} × {r.encoder_gflop:.2f} + {r.head_train_gflop:.2f}) / ({r.encoder_gflop:.2f} + "
+                  f"{r.head_train_gflop:.2f}) = {r.arithmetic_limit:.1f}× (GFLOP per image: encoder forward; "
+                  f"head training = 3 × {r.head_fwd_gflop:.4f} × {r.epochs} epochs)."]
+    return lines
+
+
+def render_benchmarks(figures: Path) -> str:
+    """The ``benchmarks`` block: the committed bench tables with their goals (nothing typed)."""
+    parts = []
+    for name, render in ((BENCH_FITS, _bench_fits), (BENCH_NMTUNE_PAPER, _bench_nmtune_paper)):
+        path = Path(figures) / name
+        parts.append("\n".join(render(path)) if path.is_file() else f"_`{name}` not measured yet._")
+    return "\n\n".join(parts)
+
+
+BLOCKS = {"results": render_results, "timings": render_timings, "benchmarks": render_benchmarks}
 
 
 def _pattern(name: str) -> re.Pattern:

@@ -181,3 +181,27 @@ def test_corruption_errors_list_valid_values():
     with pytest.raises(ValueError, match="integer 1..5"):
         corrupt(toy, "fog", 6, seed=0)
     assert len(CORRUPTIONS_FAST) == 14 and "frost" not in CORRUPTIONS_FAST
+
+
+def test_corrupted_sets_are_cached_and_equal_to_a_fresh_corruption(nml_home, monkeypatch):
+    from nml.data import corruptions
+    from nml.data.image_set import ImageSet
+
+    rng = np.random.default_rng(0)
+    base = ImageSet("toy", rng.integers(0, 256, (6, 28, 28), dtype=np.uint8), np.arange(6) % 2, ("a", "b"))
+    fresh = corruptions.corrupt(base, "gaussian_noise", 3, seed=0)
+    cached = corruptions.corrupt_cached(base, "gaussian_noise", 3, seed=0)
+    assert np.array_equal(cached.images, fresh.images) and cached.name == fresh.name
+    assert len(list((nml_home / "features" / "corruptions").glob("*.npz"))) == 1
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("a cached corruption was computed again")
+
+    real = corruptions.corrupt
+    monkeypatch.setattr(corruptions, "corrupt", no_compute)
+    again = corruptions.corrupt_cached(base, "gaussian_noise", 3, seed=0)
+    assert np.array_equal(again.images, fresh.images) and np.array_equal(again.labels, base.labels)
+    monkeypatch.setattr(corruptions, "corrupt", real)
+    other = corruptions.corrupt_cached(base, "gaussian_noise", 3, seed=1)  # another seed: another entry
+    assert not np.array_equal(other.images, fresh.images)
+    assert len(list((nml_home / "features" / "corruptions").glob("*.npz"))) == 2

@@ -121,10 +121,10 @@ def load_downstream_data(params: Params, heldout_train_indices: np.ndarray | Non
                 splits[("fashion-mnist-heldout", "train")] = _split("fashion-mnist-heldout", train.images[tr], train.labels[tr], size, "train")
                 splits[("fashion-mnist-heldout", "test")] = _split("fashion-mnist-heldout", test.images[te], test.labels[te], size, "test")
             if name.startswith(CORRUPTED_FASHION_PREFIX):
-                from nml.data.corruptions import corrupt
+                from nml.data.corruptions import corrupt_cached
 
                 corruption = name[len(CORRUPTED_FASHION_PREFIX):]
-                shifted = corrupt(fashion_test, corruption, s.corruption_severity, seed=s.split_seed)
+                shifted = corrupt_cached(fashion_test, corruption, s.corruption_severity, seed=s.split_seed)
                 splits[(name, "test")] = _split(name, shifted.images, shifted.labels, size, "test")
         else:
             splits.update(_paper_splits(name, params))

@@ -33,7 +33,7 @@ from nml.estimators.noisy_labels.cleansing import (
 )
 from nml.estimators.noisy_labels.dividemix import DivideMixLP
 from nml.estimators.noisy_labels.full import FullFineTune
-from nml.estimators.noisy_labels.linear import NoisyLinearProbe
+from nml.estimators.noisy_labels.linear import NoisyLinearProbe, fit_many_probes
 from nml.estimators.noisy_labels.losses import ELRMemory, gce_loss
 from nml.estimators.noisy_labels.turn import TURN
 from nml.estimators.noisy_labels.unicon import UniconLP
@@ -98,6 +98,7 @@ __all__ = [
     "METHOD_REGISTRY",
     "NoisyLabelClassifier",
     "NoisyLinearProbe",
+    "fit_many_probes",
     "TURN",
     "class_balanced_subset",
     "create_method",

@@ -5,7 +5,8 @@ The LP rows of the TURN paper's Table 2 (20 epochs), and TURN's own first step (
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from numbers import Real
 from typing import Any, ClassVar
 
@@ -78,6 +79,127 @@ def train_linear(features: torch.Tensor, y: torch.Tensor, n_classes: int, loss_f
         if on_epoch is not None:
             on_epoch(epoch, layer)
     return layer
+
+
+def train_linear_many(features: torch.Tensor, y: torch.Tensor, n_classes: int, loss_fns: Sequence[LossFn], *,
+                      seeds: Sequence[int], epochs: int, batch_size: int, optimizer: str, lr: float,
+                      weight_decay: float, momentum: float = 0.9,
+                      on_epoch: Callable[[int, list[nn.Linear]], None] | None = None) -> list[nn.Linear]:
+    """:func:`train_linear` for K probes at once: ``features`` (K, N, D), ``y`` (K, N), one loss
+    and one seed per probe.
+
+    Probe k is what ``train_linear(features[k], y[k], n_classes, loss_fns[k], seed=seeds[k], ...)``
+    trains — its own initialisation (``torch.manual_seed(seed)`` then the layer), batch order
+    (``epoch_generator(seed, epoch)``) and loss (an ELR memory is per probe) — up to float rounding:
+    the K layers are stacked into (K, D, C) weights, every step is one batched product and one
+    optimiser step, and the loss is the sum of the K probes' losses (their parameters are disjoint,
+    so each gets its own gradient). ``on_epoch(e, layers)`` gets the K layers with their values after
+    epoch e.
+    """
+    k, n, d = features.shape
+    if len(loss_fns) != k or len(seeds) != k or tuple(y.shape) != (k, n):
+        raise ValueError(f"need one loss, one seed and one label row per probe: {k} probes, {len(loss_fns)} losses, "
+                         f"{len(seeds)} seeds, labels {tuple(y.shape)}")
+    layers = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        layers.append(nn.Linear(d, n_classes).to(features.device))
+    weight = torch.stack([layer.weight.detach().T for layer in layers]).contiguous().requires_grad_()  # (K, D, C)
+    bias = torch.stack([layer.bias.detach() for layer in layers]).contiguous().requires_grad_()       # (K, C)
+    cfg = OptimConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
+                      weight_decay=weight_decay, momentum=momentum, schedule="cosine")
+    opt = make_optimizer([weight, bias], cfg)
+    sched = make_scheduler(opt, cfg, -(-n // batch_size))
+    rows = torch.arange(k, device=features.device)[:, None]
+
+    def write_back() -> list[nn.Linear]:
+        with torch.no_grad():
+            for i, layer in enumerate(layers):
+                layer.weight.copy_(weight[i].T)
+                layer.bias.copy_(bias[i])
+        return layers
+
+    for epoch in range(epochs):
+        order = torch.stack([torch.randperm(n, generator=epoch_generator(seed, epoch)) for seed in seeds])
+        order = order.to(features.device)
+        for start in range(0, n, batch_size):
+            idx = order[:, start:start + batch_size]
+            logits = torch.baddbmm(bias.unsqueeze(1), features[rows, idx], weight)
+            labels = y[rows, idx]
+            loss = torch.stack([fn(logits[i], labels[i], idx[i]) for i, fn in enumerate(loss_fns)])
+            opt.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            opt.step()
+            sched.step()
+        if on_epoch is not None:
+            on_epoch(epoch, write_back())
+    return write_back()
+
+
+def fit_many_probes(probes: Sequence[NoisyLinearProbe], Xs: Sequence[Any], ys: Sequence[Any],
+                    eval_sets: Sequence[tuple | None] | None = None,
+                    val_sets: Sequence[tuple | None] | None = None) -> list[NoisyLinearProbe]:
+    """``probes[k].fit(Xs[k], ys[k], eval_set=eval_sets[k], val_set=val_sets[k])`` for every k, the
+    K probes trained as one (:func:`train_linear_many`); returns them, fitted in place.
+
+    The probes must share every parameter but ``seed`` (ValueError naming the first that does not)
+    and their data one shape and number of classes. Each probe's ``history_`` and test predictions
+    are recorded after every epoch as in ``fit``; ``fit_seconds_`` is each probe's share of the
+    training time (evaluation excluded).
+    """
+    probes = list(probes)
+    if not probes:
+        return []
+    eval_sets = [None] * len(probes) if eval_sets is None else list(eval_sets)
+    val_sets = [None] * len(probes) if val_sets is None else list(val_sets)
+    if not len(Xs) == len(ys) == len(eval_sets) == len(val_sets) == len(probes):
+        raise ValueError("need one X, y, eval_set and val_set per probe")
+    recipe = {key: value for key, value in probes[0].get_params().items() if key != "seed"}
+    for i, probe in enumerate(probes):
+        probe._validate_params()
+        mine = {key: value for key, value in probe.get_params().items() if key != "seed"}
+        if mine != recipe:
+            raise ValueError(f"probe {i} ({probe!r}) does not share probe 0's recipe; only the seed may differ")
+    features, labels = [], []
+    for probe, X, y in zip(probes, Xs, ys, strict=True):
+        X, y = validate_data(probe, X, y, dtype=np.float32)
+        y_idx = probe._encode_labels(y)
+        probe.mean_ = X.mean(0) if probe.standardize else np.zeros(X.shape[1], np.float32)
+        probe.scale_ = X.std(0) + 1e-6 if probe.standardize else np.ones(X.shape[1], np.float32)
+        features.append((X - probe.mean_) / probe.scale_)
+        labels.append(y_idx)
+    shapes = {(f.shape, len(p.classes_)) for f, p in zip(features, probes, strict=True)}
+    if len(shapes) > 1:
+        raise ValueError(f"probes trained as one need data of one shape and one number of classes, got {sorted(shapes)}")
+    first = probes[0]
+    device = first._device()
+    n_classes = len(first.classes_)
+    with torch.enable_grad():
+        for probe in probes:
+            probe._begin()
+        evaluation = 0.0
+        start = time.perf_counter()
+        xt = torch.from_numpy(np.stack(features)).to(device)
+        yt = torch.from_numpy(np.stack(labels)).to(device)
+        loss_fns = [make_loss(p.loss, n_samples=yt.shape[1], n_classes=n_classes, q=p.q, elr_lambda=p.elr_lambda,
+                              elr_beta=p.elr_beta, device=device) for p in probes]
+
+        def on_epoch(epoch: int, layers: list[nn.Linear]) -> None:
+            nonlocal evaluation
+            began = time.perf_counter()
+            for probe, layer, eval_set, val_set in zip(probes, layers, eval_sets, val_sets, strict=True):
+                probe._set_layer(layer)
+                probe._evaluate("lp", epoch, eval_set, probe.predict, val_set)
+            evaluation += time.perf_counter() - began
+
+        layers = train_linear_many(xt, yt, n_classes, loss_fns, seeds=[p.seed for p in probes], epochs=first.epochs,
+                                   batch_size=first.batch_size, optimizer=first.optimizer, lr=first.lr,
+                                   weight_decay=first.weight_decay, momentum=first.momentum, on_epoch=on_epoch)
+        share = (time.perf_counter() - start - evaluation) / len(probes)
+        for probe, layer in zip(probes, layers, strict=True):
+            probe._set_layer(layer)
+            probe.fit_seconds_ = share
+    return probes
 
 
 class NoisyLinearProbe(NMLTransformerMixin, NoisyLabelClassifier):

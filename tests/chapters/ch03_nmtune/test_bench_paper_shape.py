@@ -39,7 +39,7 @@ def test_paper_shape_columns_and_projection(tiny):
     assert r["authors_total_s"] == r["authors_epoch_s"] * r["epochs"]
     assert r["speedup_cached"] == r["authors_total_s"] / r["cached_total_s"]
     enc, head = r["encoder_gflop"], r["head_train_gflop"]
-    assert r["arithmetic_limit"] == pytest.approx(r["epochs"] * enc / (enc + head), rel=1e-12)
+    assert r["arithmetic_limit"] == pytest.approx((r["epochs"] * enc + head) / (enc + head), rel=1e-12)
     # the official residual head at D=2048: 2 * (2048*8192 + 8192*2048) FLOPs + the C-way classifier
     assert r["head_fwd_gflop"] == pytest.approx((4 * 2048 * 8192 + 2 * 2048 * r["n_classes"]) / 1e9, rel=1e-9)
     assert head == pytest.approx(3 * r["head_fwd_gflop"] * r["epochs"], rel=1e-12)
@@ -50,8 +50,8 @@ def test_paper_shape_report_reads_the_table(tiny):
     text = format_paper_shape_report(tiny)
     assert "projected from 1 measured epoch" in text
     assert ("meets" if r["speedup_cached"] >= GOAL_PAPER_SPEEDUP else "MISSES") in text
-    assert (f"arithmetic limit: 3 x {r['encoder_gflop']:.1f} GFLOP / ({r['encoder_gflop']:.1f} + "
-            f"{r['head_train_gflop']:.1f} GFLOP) = {r['arithmetic_limit']:.1f}x") in text
+    assert (f"arithmetic limit: (3 x {r['encoder_gflop']:.1f} + {r['head_train_gflop']:.1f}) GFLOP / "
+            f"({r['encoder_gflop']:.1f} + {r['head_train_gflop']:.1f}) GFLOP = {r['arithmetic_limit']:.1f}x") in text
     full = tiny.assign(measured_epochs=3, authors_projected=False)
     assert "full measurement of 3 epochs" in format_paper_shape_report(full)
 
@@ -101,4 +101,4 @@ def test_cli_paper_shape_defaults(capsys, monkeypatch, tmp_path):
     assert main(["bench", "nmtune", "--shape", "paper", "--csv", str(csv)]) == 0
     assert seen == {"n": 256, "epochs": 30, "measured_epochs": 2, "image_size": 224}
     out = capsys.readouterr().out
-    assert "full measurement of 2 epochs" in out and "arithmetic limit: 2 x" in out and csv.exists()
+    assert "full measurement of 2 epochs" in out and "arithmetic limit: (2 x" in out and csv.exists()

@@ -157,6 +157,33 @@ def test_measure_runtime_times_both_ways_on_the_same_data():
     np.testing.assert_allclose(table["speedup_cached"], table["encoder_per_batch_s"] / table["cached_total_s"])
 
 
+def test_runtime_table_is_measured_once_per_machine_then_read(nml_home_with_assets, monkeypatch):
+    from types import SimpleNamespace
+
+    from nml._infra import machine
+
+    params = load_params("smoke")
+    task = params.nmtune.runtime.task
+    x = torch.rand(30, 1, 8, 8)
+    data = DownstreamData({(task, "train"): Split(task, "train", x, np.arange(30) % 3, "t")}, "t")
+    torch.manual_seed(0)
+    backbone = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 8))
+    ck = SimpleNamespace(spec=SimpleNamespace(track="supervised", noise_ratio=0.0), backbone=backbone)
+    monkeypatch.setattr(params.nmtune.runtime, "encoders", ["checkpoint"])
+    measured = []
+
+    def fake_measure(encoder, images, y, methods, **options):
+        measured.append(options["label"])
+        return pd.DataFrame([{"encoder": options["label"], "speedup_cached": 3.0}])
+
+    monkeypatch.setattr(nmtune, "measure_runtime", fake_measure)
+    first = nmtune.runtime([ck], data, params)
+    assert nmtune.runtime([ck], data, params).equals(first) and len(measured) == 1  # read back, not measured
+    monkeypatch.setattr(machine, "cpu_model", lambda: "another CPU")
+    nmtune.runtime([ck], data, params)
+    assert len(measured) == 2  # another machine measures its own
+
+
 def test_summary_means_over_tasks_then_seeds():
     rows = pd.DataFrame({
         "method": ["LP"] * 4, "kind": ["ID"] * 4, "seed": [0, 0, 1, 1],
