@@ -434,8 +434,7 @@ def fit_many(tuners: Sequence[FeatureTuner], Xs: Sequence[Any], ys: Sequence[Any
         if stack_signature(tuner) != first:
             raise ValueError(f"tuner {k} ({tuner!r}) does not share tuner 0's recipe ({tuners[0]!r}); "
                              "only the seed may differ")
-    with torch.enable_grad():
-        _train_stacked([t._prepare(X, y, v) for t, X, y, v in zip(tuners, Xs, ys, views, strict=True)])
+    _train_stacked([t._prepare(X, y, v) for t, X, y, v in zip(tuners, Xs, ys, views, strict=True)])
     return tuners
 
 
@@ -445,9 +444,12 @@ def _train_stacked(fits: list[_Prepared]) -> None:
     hp, device = ref.hp, ref.device
     n, d = ref.x.shape
     n_classes = len(ref.tuner.classes_)
+    def shape(fit: _Prepared) -> tuple:
+        return tuple(fit.x.shape), len(fit.tuner.classes_), None if fit.bank is None else tuple(fit.bank.shape)
+
+    shape_0 = shape(ref)
     for k, fit in enumerate(fits[1:], 1):
-        shape_k = (tuple(fit.x.shape), len(fit.tuner.classes_), None if fit.bank is None else tuple(fit.bank.shape))
-        shape_0 = ((n, d), n_classes, None if ref.bank is None else tuple(ref.bank.shape))
+        shape_k = shape(fit)
         if shape_k != shape_0 or fit.device != device:
             raise ValueError(f"fit {k} has (X shape, classes, bank shape) {shape_k} on {fit.device}, "
                              f"fit 0 has {shape_0} on {device}: they cannot be trained as one")
