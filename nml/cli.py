@@ -133,6 +133,10 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     fi.add_argument("--heads", type=int, default=8, help="fits trained as one model, default 8")
     fi.add_argument("--epochs", type=int, default=3, help="epochs of MLP / NMTune (the rate is per epoch), default 3")
     fi.add_argument("--csv", metavar="FILE", help="also write the measured table here")
+    ar = what.add_parser("arithmetic", help="the floor under chapter 03's cold time: its fits' FLOPs at this machine's GEMM rate")
+    ar.add_argument("--profile", default="cpu", help="profile whose chapter 03 tables to count (default: cpu)")
+    ar.add_argument("--figures", metavar="DIR", help="folder of the tables (default: figures/<profile>/)")
+    ar.add_argument("--csv", metavar="FILE", help="also write the table here")
     dr = what.add_parser("drift", help="how far scores and verdicts move when features change at float32 rounding level")
     dr.add_argument("--profile", default="cpu", help="profile whose cached chapters to perturb (default: cpu)")
     dr.add_argument("--chapters", default="02", help="02 and/or 03, comma-separated (default: 02)")
@@ -161,9 +165,28 @@ def _cmd_bench_fits(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_arithmetic(args: argparse.Namespace) -> int:
+    from nml._infra.paths import project_root
+    from nml.chapters.ch03_nmtune.arithmetic import fit_arithmetic, format_arithmetic_report
+    from nml.config import load_params
+
+    params = load_params(args.profile)
+    figures = Path(args.figures) if args.figures else project_root() / "figures" / params.profile
+    if not figures.is_dir():
+        raise ParamsError(f"--figures: no folder {figures}")
+    table = fit_arithmetic(params, figures)
+    print(format_arithmetic_report(table))
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "fits":
         return _cmd_bench_fits(args)
+    if args.what == "arithmetic":
+        return _cmd_bench_arithmetic(args)
     if args.what == "drift":
         return _cmd_bench_drift(args)
     if args.what == "turn":

@@ -141,3 +141,17 @@ def run_cached(jobs: Sequence[J], key: Callable[[J], str], work: Callable[[J], A
         log.debug("%s: cached %d results in %s", desc, n_todo, result_path(folder, "x").parent)
     first = {k: i for i, k in reversed(list(enumerate(keys)))}
     return [results[first[k]] for k in keys]
+
+
+T = TypeVar("T")
+
+
+def _call(compute: Callable[[], T]) -> T:
+    return compute()
+
+
+def cached_result(folder: str, key: str, compute: Callable[[], T], *, desc: str) -> T:
+    """``compute()`` once per ``key``, then read from ``folder/<key>.pkl`` (written atomically,
+    recorded like every cached result). ``key`` must hold everything the result depends on —
+    for a measured time, the machine (:func:`nml._infra.machine.machine_fingerprint`)."""
+    return run_cached([compute], lambda _: key, _call, folder=folder, desc=desc)[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import weakref
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -92,8 +93,37 @@ def feature_dim(model: torch.nn.Module) -> int:
     return int(model.num_features)
 
 
+# state_dict_hash per module, valid while its state is unchanged: a warm run asks for the identity
+# of the same checkpoints a thousand times. Parameters are tracked by torch's version counter (bumped
+# by every in-place write through autograd's view of the tensor: an optimiser step, load_state_dict,
+# nn.init); buffers by their bytes, because BatchNorm updates its running statistics in train mode
+# without bumping it (and they are small).
+_HASHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _state_signature(model: torch.nn.Module) -> tuple:
+    params = tuple((k, id(p), p.data_ptr(), p._version) for k, p in model.named_parameters())
+    named = list(model.named_buffers())
+    # every buffer's values in one float64 vector, hashed at once (exact for BatchNorm's counters)
+    values = torch.cat([b.detach().reshape(-1).double().cpu() for _, b in named]) if named else torch.zeros(0)
+    layout = tuple((k, tuple(b.shape), str(b.dtype)) for k, b in named)
+    return params, layout, hashlib.sha256(values.numpy().tobytes()).hexdigest()
+
+
 def state_dict_hash(model: torch.nn.Module) -> str:
-    """sha256 of the weights (names, shapes, dtypes and bytes): the identity of a checkpoint."""
+    """sha256 of the weights (names, shapes, dtypes and bytes): the identity of a checkpoint.
+
+    Remembered per module until one of its tensors is replaced or written in place."""
+    signature = _state_signature(model)
+    hit = _HASHES.get(model)
+    if hit is not None and hit[0] == signature:
+        return hit[1]
+    digest = _weights_digest(model)
+    _HASHES[model] = (signature, digest)
+    return digest
+
+
+def _weights_digest(model: torch.nn.Module) -> str:
     digest = hashlib.sha256()
     for key, tensor in sorted(model.state_dict().items()):
         t = tensor.detach().cpu().contiguous()

@@ -8,7 +8,11 @@ the shards it finished and a re-run only computes the rest.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
+import warnings
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -23,22 +27,100 @@ from nml.models.pretrain import take
 
 log = logging.getLogger("nml.models.features")
 
+# Cached features are handed out read-only (see freeze) and torch warns once per process when a
+# tensor is made from a read-only array. nml's estimators only read their inputs (scikit-learn's
+# common checks verify that fit leaves them untouched), so the warning says nothing here.
+warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
+
+
+# content hashes of read-only arrays, by object: a warm run keys ~700 fits by the same few feature
+# matrices, and re-hashing their bytes for every key cost most of its time. The weak reference
+# proves the entry is still the same object (ids are reused after an object dies).
+_FROZEN_IDS: dict[int, tuple[weakref.ref, str]] = {}
+
+
+def _immutable(a: np.ndarray) -> bool:
+    """No writeable array shares ``a``'s memory: ``a`` and every array it views are read-only."""
+    while isinstance(a, np.ndarray):
+        if a.flags.writeable:
+            return False
+        a = a.base
+    return a is None or isinstance(a, bytes)
+
+
+def freeze(a: np.ndarray) -> np.ndarray:
+    """Mark ``a`` and the arrays it views read-only (in place) and return it, so that
+    :func:`array_id` hashes it once. Only for arrays nothing else writes to (e.g. just loaded)."""
+    b = a
+    while isinstance(b, np.ndarray):
+        b.flags.writeable = False
+        b = b.base
+    return a
+
+
+def _one_array_id(a: np.ndarray | torch.Tensor) -> str:
+    if isinstance(a, np.ndarray) and _immutable(a):
+        hit = _FROZEN_IDS.get(id(a))
+        if hit is not None and hit[0]() is a:
+            return hit[1]
+    arr = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+    arr = np.ascontiguousarray(arr)
+    digest = hashlib.sha256()
+    digest.update(str((arr.shape, arr.dtype.str)).encode())
+    digest.update(arr.tobytes())
+    out = digest.hexdigest()
+    if isinstance(a, np.ndarray) and _immutable(a):
+        key = id(a)
+        _FROZEN_IDS[key] = (weakref.ref(a, functools.partial(_forget, key)), out)
+    return out
+
+
+def _forget(key: int, ref: weakref.ref) -> None:
+    """Drop a remembered hash when its array dies (unless the id already names a newer array)."""
+    hit = _FROZEN_IDS.get(key)
+    if hit is not None and hit[0] is ref:
+        del _FROZEN_IDS[key]
+
 
 def array_id(*arrays: np.ndarray | torch.Tensor) -> str:
-    """Content hash of in-memory data (shape, dtype and bytes)."""
-    import hashlib
+    """Content hash of in-memory data (shape, dtype and bytes).
 
-    digest = hashlib.sha256()
+    The hash of a read-only array (see :func:`freeze`; cached features are returned read-only)
+    is computed once per object and remembered while the object lives.
+    """
+    if len(arrays) == 1:
+        return _one_array_id(arrays[0])[:24]
+    digest = hashlib.sha256()  # one stream over every array's shape, dtype and bytes
     for a in arrays:
-        a = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
-        a = np.ascontiguousarray(a)
-        digest.update(str((a.shape, a.dtype.str)).encode())
-        digest.update(a.tobytes())
+        arr = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+        arr = np.ascontiguousarray(arr)
+        digest.update(str((arr.shape, arr.dtype.str)).encode())
+        digest.update(arr.tobytes())
     return digest.hexdigest()[:24]
 
 
 def feature_key(backbone: torch.nn.Module | FeatureEncoder, data_id: str, split: str, transform: str) -> str:
     return stable_hash({"weights": encoder_identity(backbone), "data": data_id, "split": split, "transform": transform}, length=24)
+
+
+def cached_features(backbone: torch.nn.Module | FeatureEncoder, *, data_id: str, split: str, transform: str,
+                    cache_dir: Path | None = None) -> np.ndarray | None:
+    """The cached features :func:`extract_features` would return for these arguments (read-only),
+    or None when they are not cached (or the entry is unreadable, which is then recomputed)."""
+    cache_dir = Path(cache_dir) if cache_dir else features_dir()
+    key = feature_key(backbone, data_id, split, transform)
+    path = cache_dir / f"{key}.npz"
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as f:
+            feats = f["features"]
+    except Exception as err:  # torn or foreign file: recompute, never use it
+        log.warning("ignoring unreadable feature cache %s (%s)", path, err)
+        return None
+    log.debug("reusing features %s (%s/%s, %d x %d)", path.name, data_id[:12], split, *feats.shape)
+    record_cache_use(f"features/{key}", reused=True)
+    return freeze(feats)
 
 
 def extract_features(
@@ -70,15 +152,9 @@ def extract_features(
     cache_dir = Path(cache_dir) if cache_dir else features_dir()
     key = feature_key(backbone, data_id, split, transform)
     path = cache_dir / f"{key}.npz"
-    if path.exists():
-        try:
-            with np.load(path) as f:
-                feats = f["features"]
-            log.debug("reusing features %s (%s/%s, %d x %d)", path.name, data_id[:12], split, *feats.shape)
-            record_cache_use(f"features/{key}", reused=True)
-            return feats
-        except Exception as err:  # torn or foreign file: recompute, never use it
-            log.warning("ignoring unreadable feature cache %s (%s)", path, err)
+    cached = cached_features(backbone, data_id=data_id, split=split, transform=transform, cache_dir=cache_dir)
+    if cached is not None:
+        return cached
     device = torch.device(device)
     if isinstance(backbone, torch.nn.Module):
         backbone = channels_last(backbone.to(device).eval())
@@ -116,7 +192,7 @@ def extract_features(
         shard.unlink(missing_ok=True)
     log.debug("cached features %s (%s/%s, %d x %d)", path.name, data_id[:12], split, *feats.shape)
     record_cache_use(f"features/{key}", reused=False)
-    return feats
+    return freeze(feats)
 
 
 class _AugmentedImages(torch.utils.data.Dataset):
@@ -167,10 +243,26 @@ def view_bank(
     """
     if n_views < 2:
         raise ValueError(f"a view bank needs at least 2 views (two are drawn per step), got {n_views}")
+    keys = tuple(feature_key(backbone, stable_hash({"of": data_id, "view": k, "augment": augment_id}, length=24),
+                             f"{split}/view", transform) for k in range(n_views))
+    bank = _BANKS.get((str(features_dir()), keys))
+    if bank is not None:  # the same object while it lives: its content hash is remembered (array_id)
+        for key in keys:
+            record_cache_use(f"features/{key}", reused=True)
+        return bank
     views = []
     for k in range(n_views):
         view_id = stable_hash({"of": data_id, "view": k, "augment": augment_id}, length=24)
-        views.append(extract_features(backbone, augmented_images(images, k, augment), data_id=view_id,
-                                      split=f"{split}/view", transform=transform, batch_size=batch_size,
-                                      device=device, desc=f"{desc or split} view {k}"))
-    return np.stack(views, axis=1)
+        # augment the images only when the view is not cached yet (a warm run only reads)
+        cached = cached_features(backbone, data_id=view_id, split=f"{split}/view", transform=transform)
+        views.append(cached if cached is not None else extract_features(
+            backbone, augmented_images(images, k, augment), data_id=view_id, split=f"{split}/view",
+            transform=transform, batch_size=batch_size, device=device, desc=f"{desc or split} view {k}"))
+    bank = freeze(np.stack(views, axis=1))
+    _BANKS[(str(features_dir()), keys)] = bank
+    return bank
+
+
+# view banks in use, by their views' cache keys: asked for again (another section of a chapter
+# reading the same checkpoint) the bank is the same read-only object, not a new stack to hash
+_BANKS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()

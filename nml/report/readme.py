@@ -34,6 +34,8 @@ CLAIMS_TABLES = (
 TIMINGS = "run_timings.csv"
 BENCH_FITS = "bench_fits.csv"
 BENCH_NMTUNE_PAPER = "bench_nmtune_paper_shape.csv"
+BENCH_ARITHMETIC = "bench_fit_arithmetic.csv"
+COLD_GOAL_MINUTES = 35  # issue 13's goal for the cold cpu story on 2 cores
 
 
 def _counts(claims: pd.DataFrame) -> str:
@@ -130,10 +132,37 @@ def _bench_nmtune_paper(path: Path) -> list[str]:
     return lines
 
 
+def _bench_arithmetic(path: Path) -> list[str]:
+    t = pd.read_csv(path)
+    rate, cores = float(t["gemm_gflops"].iloc[0]), int(t["cores"].iloc[0])
+    lines = [f"`nml bench arithmetic` (`{path.name}`): chapter 03's distinct fits counted from its tables (matrix "
+             f"products as `nml bench fits` counts them), at this machine's fp32 GEMM rate ({rate:.1f} GFLOP/s per "
+             f"thread) on {cores} cores.", "",
+             "| section | fits | GFLOP | measured CPU-s | CPU-s at the GEMM rate | reached | floor (wall) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in t.itertuples():
+        bold = "**" if r.section == "all" else ""
+        lines.append(f"| {bold}{r.section}{bold} | {r.fits} | {r.gflop:,.0f} | {r.measured_cpu_s:,.0f} | "
+                     f"{r.cpu_s_at_gemm_rate:,.0f} | {r.fraction_of_gemm:.0%} | {bold}{_minutes(r.floor_wall_s)}{bold} |")
+    timings = path.parent / TIMINGS
+    if timings.is_file():
+        tt = pd.read_csv(timings)
+        cold = tt[(tt["run"] == "cold") & ~tt["notebook"].str.startswith("03")].drop_duplicates("notebook", keep="last")
+        if len(cold):
+            floor = float(t.loc[t["section"] == "all", "floor_wall_s"].iloc[0]) + float(cold["seconds"].sum())
+            verdict = "out of reach" if floor > 60 * COLD_GOAL_MINUTES else "within reach"
+            lines += ["", f"Chapter 03's fits alone, at the GEMM peak, need {_minutes(floor - cold['seconds'].sum())}; "
+                          f"the other chapters took {_minutes(cold['seconds'].sum())} cold "
+                          f"({', '.join(cold['notebook'].str[:2])}, as measured): a floor of **{_minutes(floor)}** for the cold "
+                          f"story in fp32 on this grid, so the goal of {COLD_GOAL_MINUTES} min is **{verdict}**."]
+    return lines
+
+
 def render_benchmarks(figures: Path) -> str:
     """The ``benchmarks`` block: the committed bench tables with their goals (nothing typed)."""
     parts = []
-    for name, render in ((BENCH_FITS, _bench_fits), (BENCH_NMTUNE_PAPER, _bench_nmtune_paper)):
+    for name, render in ((BENCH_FITS, _bench_fits), (BENCH_NMTUNE_PAPER, _bench_nmtune_paper),
+                         (BENCH_ARITHMETIC, _bench_arithmetic)):
         path = Path(figures) / name
         parts.append("\n".join(render(path)) if path.is_file() else f"_`{name}` not measured yet._")
     return "\n\n".join(parts)

@@ -38,7 +38,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from nml._infra.cache import stable_hash
+from nml._infra.cache import atomic_write, stable_hash
+from nml._infra.paths import features_dir
 from nml.report.verdict import CONFIDENCE
 
 N_BOOT = 1000
@@ -53,11 +54,29 @@ REPLICATE_METRICS = ("accuracy", "macro_f1", "mean_per_class_accuracy", "mcc", "
 
 @functools.lru_cache(maxsize=64)
 def _counts(test_id: str, n: int, n_boot: int) -> np.ndarray:
-    seed = int(stable_hash({"test_set": test_id, "n": n, "n_boot": n_boot}), 16)
-    rng = np.random.default_rng(seed)
-    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float32)
+    key = stable_hash({"test_set": test_id, "n": n, "n_boot": n_boot})
+    # drawn once per test set and kept on disk: the draw (a multinomial over n samples, n_boot
+    # times) costs more than reading it, and every notebook scores the same test sets
+    path = features_dir() / "resamples" / f"{key}-v{RESAMPLES_CODE_VERSION}.npy"
+    counts = None
+    if path.exists():
+        try:
+            counts = np.load(path).astype(np.float32)
+        except Exception:  # torn or foreign file: draw again
+            counts = None
+        if counts is not None and counts.shape != (n_boot, n):
+            counts = None
+    if counts is None:
+        rng = np.random.default_rng(int(key, 16))
+        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float32)
+        small = counts.astype(np.uint16 if n < 2**16 else np.uint32)  # counts are integers <= n
+        atomic_write(path, lambda fh: np.save(fh, small))
     counts.setflags(write=False)
     return counts
+
+
+RESAMPLES_CODE_VERSION = 1
+"""Bump if :func:`resample_counts` draws other resamples: it invalidates those kept on disk."""
 
 
 def resample_counts(test_id: str, n: int, n_boot: int = N_BOOT) -> np.ndarray:
@@ -100,7 +119,18 @@ def metric_replicates(metric: str, y_true: np.ndarray, y_pred: np.ndarray, count
     n = len(y_true)
     if counts.shape[1:] != (n,):
         raise ValueError(f"counts must be (B, {n}), got {counts.shape}")
-    w = np.vstack([np.ones((1, n), np.float32), counts])  # row 0: the test set itself
+    return _replicates(metric, y_true, y_pred, _weights(counts), scores)
+
+
+def _weights(counts: np.ndarray) -> np.ndarray:
+    """Sample weights of the test set itself (row 0, all ones) and of each resample (rows 1..B)."""
+    return np.vstack([np.ones((1, counts.shape[1]), np.float32), counts])
+
+
+def _replicates(metric: str, y_true: np.ndarray, y_pred: np.ndarray, w: np.ndarray,
+                scores: np.ndarray | None = None) -> np.ndarray:
+    """:func:`metric_replicates` with the weights of :func:`_weights` given."""
+    n = len(y_true)
     if metric == "accuracy":
         return (w @ (y_true == y_pred).astype(np.float32)).astype(np.float64) / n
     if metric in ("macro_f1", "mean_per_class_accuracy", "mcc"):
@@ -140,6 +170,47 @@ def metric_replicates(metric: str, y_true: np.ndarray, y_pred: np.ndarray, count
 # scored units
 
 
+def _replicates_many(metric: str, y_true: np.ndarray, preds: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """:func:`_replicates` of every row of ``preds`` (R × n) on one test set: an R × (1 + B) array.
+
+    One matrix product per class for all rows. The weights are resample counts (integers) and the
+    sums stay below 2**24, so every float32 sum is exact whatever its order; a class that a row
+    never predicts (nor the truth holds) adds exact zeros. The result equals the row-by-row one
+    bit for bit.
+    """
+    n = len(y_true)
+    if metric == "accuracy":
+        return (w @ (preds == y_true).astype(np.float32).T).T.astype(np.float64) / n
+    classes = np.union1d(np.unique(y_true), np.unique(preds))
+    tp, fp, fn = [], [], []
+    for c in classes:
+        t, pc = y_true == c, preds == c
+        tp.append(w @ (t & pc).astype(np.float32).T)
+        fp.append(w @ (~t & pc).astype(np.float32).T)
+        fn.append(w @ (t & ~pc).astype(np.float32).T)
+    tp, fp, fn = (np.asarray(a, np.float64) for a in (tp, fp, fn))  # classes × (1 + B) × R
+    if metric == "macro_f1":
+        den = 2 * tp + fp + fn
+        present = den > 0
+        f1 = np.divide(2 * tp, den, out=np.zeros_like(tp), where=present)
+        out = f1.sum(0) / np.maximum(present.sum(0), 1)
+    elif metric == "mean_per_class_accuracy":
+        support = tp + fn
+        present = support > 0
+        recall = np.divide(tp, support, out=np.zeros_like(tp), where=present)
+        out = recall.sum(0) / np.maximum(present.sum(0), 1)
+    elif metric == "mcc":
+        s = w.sum(1).astype(np.float64)[:, None]
+        t_k, p_k = tp + fn, tp + fp
+        c = tp.sum(0)
+        num = c * s - (t_k * p_k).sum(0)
+        den = np.sqrt((s**2 - (p_k**2).sum(0)) * (s**2 - (t_k**2).sum(0)))
+        out = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+    else:
+        raise ValueError(f"unknown metric {metric!r}; expected one of {REPLICATE_METRICS}")
+    return out.T
+
+
 @dataclass
 class Scores:
     """One row of ``table`` per scored unit; ``reps[i]`` = its metric on the test set (column 0)
@@ -168,10 +239,21 @@ class Scores:
         if missing:
             raise KeyError(f"no true labels for test sets {missing[:3]}")
         reps = np.empty((len(rows), 1 + n_boot))
-        for i, (tid, p) in enumerate(zip(rows[test_id], rows[pred], strict=True)):
+        tids, preds = rows[test_id].to_numpy(), rows[pred].to_numpy()
+        for tid in dict.fromkeys(tids):  # the weights of one test set's resamples, built once
             y = np.asarray(truth[tid])
+            w = _weights(resample_counts(tid, len(y), n_boot))
+            at = np.flatnonzero(tids == tid)
+            p = [np.asarray(preds[i]) for i in at]
+            if any(pi.shape != y.shape or pi.ndim != 1 for pi in p):
+                bad = next(pi for pi in p if pi.shape != y.shape or pi.ndim != 1)
+                raise ValueError(f"predictions on test set {tid!r} must be 1-D of length {len(y)}, got {bad.shape}")
+            if metric != "pearson":
+                reps[at] = _replicates_many(metric, y, np.stack(p), w)
+                continue
             gold = None if gold_scores is None else gold_scores.get(tid)
-            reps[i] = metric_replicates(metric, y, np.asarray(p), resample_counts(tid, len(y), n_boot), gold)
+            for i, pi in zip(at, p, strict=True):
+                reps[i] = _replicates(metric, y, pi, w, gold)
         return cls(rows.drop(columns=[pred]), reps, metric)
 
     @classmethod

@@ -72,3 +72,18 @@ def test_group_and_work_many_go_together():
     with pytest.raises(ValueError, match="group and work_many"):
         run_cached([1], key, square, folder="x", group=parity)
     assert jobmod.work_units([], [], None, 3) == []
+
+
+def test_cached_result_computes_once_per_key(nml_home):
+    from nml._infra.jobs import cached_result
+
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"value": len(calls)}
+
+    assert cached_result("memo", "k1", compute, desc="memo") == {"value": 1}
+    assert cached_result("memo", "k1", compute, desc="memo") == {"value": 1}  # read, not computed
+    assert cached_result("memo", "k2", compute, desc="memo") == {"value": 2}
+    assert len(calls) == 2

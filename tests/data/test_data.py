@@ -205,3 +205,21 @@ def test_corrupted_sets_are_cached_and_equal_to_a_fresh_corruption(nml_home, mon
     other = corruptions.corrupt_cached(base, "gaussian_noise", 3, seed=1)  # another seed: another entry
     assert not np.array_equal(other.images, fresh.images)
     assert len(list((nml_home / "features" / "corruptions").glob("*.npz"))) == 2
+
+
+def test_printed_digits_are_cached_and_equal_to_a_fresh_rendering(nml_home, monkeypatch):
+    from nml.data import digits
+
+    fresh = digits.render_printed_digits(3, seed=5)
+    cached = digits.printed_digits_cached(3, seed=5)
+    assert np.array_equal(cached.images, fresh.images) and np.array_equal(cached.labels, fresh.labels)
+
+    def no_render(*args, **kwargs):
+        raise AssertionError("cached printed digits were rendered again")
+
+    monkeypatch.setattr(digits, "render_printed_digits", no_render)
+    again = digits.printed_digits_cached(3, seed=5)
+    assert np.array_equal(again.images, fresh.images) and again.classes == fresh.classes
+    with pytest.raises(AssertionError, match="rendered again"):
+        digits.printed_digits_cached(3, seed=6)  # another seed: another entry
+    assert len(list((nml_home / "features" / "printed-digits").glob("*.npz"))) == 1

@@ -81,6 +81,37 @@ def test_array_id_is_content_addressed():
     assert feat.array_id(a) != feat.array_id(b)
 
 
+def test_array_id_of_a_read_only_array_is_hashed_once(monkeypatch):
+    a = feat.freeze(np.arange(1000, dtype=np.float32).reshape(100, 10))
+    assert not a.flags.writeable
+    with pytest.raises(ValueError):
+        a[0, 0] = 1.0  # nothing can change what the remembered hash describes
+    first = feat.array_id(a)
+    assert first == feat.array_id(a.copy())  # the same content hash as a writeable copy
+    calls = []
+    real = feat.hashlib.sha256
+    monkeypatch.setattr(feat.hashlib, "sha256", lambda *args: calls.append(1) or real(*args))
+    assert feat.array_id(a) == first and not calls  # remembered, not re-hashed
+    b = a.copy()
+    feat.array_id(b)
+    feat.array_id(b)
+    assert len(calls) == 2  # a writeable array is hashed every time
+    view = np.arange(10.0)[2:]
+    view.flags.writeable = False  # read-only view of a writeable base: not immutable
+    feat.array_id(view)
+    feat.array_id(view)
+    assert len(calls) == 4
+
+
+def test_extracted_features_are_read_only(tmp_path, backbone):
+    x = torch.randn(8, 1, 16, 16)
+    a = feat.extract_features(backbone, x, data_id="ro", split="s", transform="t", cache_dir=tmp_path)
+    b = feat.extract_features(backbone, x, data_id="ro", split="s", transform="t", cache_dir=tmp_path)
+    assert not a.flags.writeable and not b.flags.writeable
+    assert feat.cached_features(backbone, data_id="ro", split="s", transform="t", cache_dir=tmp_path) is not None
+    assert feat.cached_features(backbone, data_id="other", split="s", transform="t", cache_dir=tmp_path) is None
+
+
 def test_view_bank_is_cached_augmented_and_reproducible(nml_home):
     from functools import partial
 
@@ -100,6 +131,13 @@ def test_view_bank_is_cached_augmented_and_reproducible(nml_home):
         plain = encoder(images).numpy()
     assert not np.allclose(bank[:, 0], plain)  # and are augmented
     assert np.array_equal(view_bank(encoder, images, **kw), bank)  # same seeds, same views (from the cache)
+
+    def must_not_augment(batch, generator):
+        raise AssertionError("a cached view bank was augmented again")
+
+    # a warm run reads the cached views without augmenting the images again
+    assert np.array_equal(view_bank(encoder, images, **{**kw, "augment": must_not_augment}), bank)
+    assert not bank.flags.writeable
     with pytest.raises(ValueError, match="at least 2 views"):
         view_bank(encoder, images, **{**kw, "n_views": 1})
 

@@ -87,6 +87,27 @@ def test_metric_replicates_column_zero_is_the_metric(metric, fn):
     assert reps[4] == pytest.approx(fn(y[idx], pred[idx]))
 
 
+@pytest.mark.parametrize("metric", ["accuracy", "macro_f1", "mean_per_class_accuracy", "mcc", "pearson"])
+def test_scoring_all_rows_of_a_test_set_at_once_equals_row_by_row(metric):
+    # from_predictions scores every row of one test set in one product per class: bit for bit the
+    # row-by-row values, including rows that never predict a class or predict one class only
+    rng = np.random.default_rng(2)
+    truth = {"a": rng.integers(0, 10, 400), "b": rng.integers(0, 4, 150)}
+    tids = ["a", "b", "a", "b", "a", "a"]
+    preds = []
+    for i, t in enumerate(tids):
+        y = truth[t]
+        p = np.where(rng.random(len(y)) < 0.7, y, rng.integers(0, 10, len(y)))
+        preds.append(np.full(len(y), 2) if i == 5 else np.where(p == 3, 4, p) if i == 2 else p)
+    rows = pd.DataFrame({"test_id": tids, "unit": range(6), "pred": preds})
+    got = Scores.from_predictions(rows, truth, metric, n_boot=200)
+    want = np.stack([metric_replicates(metric, truth[t], p, resample_counts(t, len(truth[t]), 200))
+                     for t, p in zip(tids, preds, strict=True)])
+    assert np.array_equal(got.reps, want)
+    with pytest.raises(ValueError, match="test set 'a' must be 1-D of length 400"):
+        Scores.from_predictions(rows.assign(pred=[p[:-1] for p in preds]), truth, metric, n_boot=10)
+
+
 def test_scores_group_means_and_pairing():
     table = pd.DataFrame({"seed": [0, 0, 1, 1], "method": ["a", "b", "a", "b"]})
     sc = Scores(table, np.array([[1.0, 2.0], [0.0, 1.0], [3.0, 3.0], [1.0, 2.0]]))
@@ -201,3 +222,21 @@ def test_variant_dependence_is_reported():
     dep = variant_dependence(table)
     row = dep[dep["claim"] == "C3a"].iloc[0]
     assert row["authors"] == HOLDS and row["raw"] == INCONCLUSIVE and bool(row["depends_on_variant"])
+
+
+def test_resamples_are_kept_on_disk_and_read_back_equal(nml_home, monkeypatch):
+    from nml.report import scores
+
+    scores._counts.cache_clear()
+    a = resample_counts("kept/test", 70, 30)
+    files = list((nml_home / "features" / "resamples").glob("*.npy"))
+    assert len(files) == 1
+    scores._counts.cache_clear()
+
+    def no_draw(*args, **kwargs):
+        raise AssertionError("resamples kept on disk were drawn again")
+
+    monkeypatch.setattr(scores.np.random, "default_rng", no_draw)
+    b = resample_counts("kept/test", 70, 30)
+    assert np.array_equal(a, b) and b.dtype == np.float32 and not b.flags.writeable
+    scores._counts.cache_clear()

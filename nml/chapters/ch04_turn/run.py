@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from nml._infra.cache import stable_hash
-from nml._infra.jobs import run_cached
+from nml._infra.jobs import cached_result, run_cached
 from nml._infra.progress import tqdm
 from nml._infra.training import OptimConfig
 from nml.chapters.ch02_spectral.run import DownstreamData, Split, load_downstream_data
@@ -584,8 +584,11 @@ def purity(ctx: TurnContext) -> tuple[pd.DataFrame, pd.DataFrame]:
         for s in t.seeds:
             labels = ctx.labels(noise, s)
             fit, _ = ctx.split(noise, s)
-            flagged = confident_learning_issues(feats.train[fit], labels.labels[fit], folds=p.cv_folds, seed=s,
-                                                 probe=ctx.params.spectral.probe.model_dump())
+            x, y, probe = feats.train[fit], labels.labels[fit], ctx.params.spectral.probe.model_dump()
+            key = stable_hash({"features": array_id(x), "labels": array_id(y), "folds": p.cv_folds, "seed": s,
+                               "probe": probe, "code": TURN_CODE_VERSION}, length=24)
+            flagged = cached_result("turn-analysis", key, functools.partial(
+                confident_learning_issues, x, y, folds=p.cv_folds, seed=s, probe=probe), desc="confident learning")
             detection.append({"noise": noise.label, "seed": s, "detector": "cleanlab find_label_issues (CV linear probe)",
                               **detection_scores(flagged, labels.is_noisy[fit])})
             first = runs[(runs["noise"] == noise.label) & (runs["seed"] == s) & (runs["tau"] == default_tau)]
@@ -653,9 +656,6 @@ def tsne(ctx: TurnContext) -> pd.DataFrame:
     "After" comes from CE-FFT jobs; those of Table 2 (and the mild setting) have the same cache
     keys, so they are read, not run again.
     """
-    from sklearn.manifold import TSNE
-    from threadpoolctl import threadpool_limits
-
     tc, t = ctx.params.turn.tsne, ctx.params.turn
     seed = t.seeds[0]
     jobs = [ctx.job("tsne", b, noise, "ce-fft", seed) for b in tc.backbones for noise in tc.noise]
@@ -667,12 +667,20 @@ def tsne(ctx: TurnContext) -> pd.DataFrame:
         panels += [(f"after FFT, {r.noise}", np.asarray(r.test_features_after[:n], dtype=np.float32))
                    for r in after[after["backbone"] == b].itertuples()]
         for title, feats in panels:
-            with threadpool_limits(1):  # a few hundred points: BLAS threads only contend on a busy machine
-                emb = TSNE(n_components=2, perplexity=min(tc.perplexity, (n - 1) / 3), init="pca",
-                           random_state=0).fit_transform(feats)
+            perplexity = min(tc.perplexity, (n - 1) / 3)
+            key = stable_hash({"tsne": array_id(feats), "perplexity": perplexity, "code": TURN_CODE_VERSION}, length=24)
+            emb = cached_result("turn-analysis", key, functools.partial(_tsne_2d, feats, perplexity), desc="t-SNE")
             frames.append(pd.DataFrame({"backbone": b, "panel": title, "x": emb[:, 0], "y": emb[:, 1],
                                         "label": ctx.test.y[:n]}))
     return pd.concat(frames, ignore_index=True)
+
+
+def _tsne_2d(feats: np.ndarray, perplexity: float) -> np.ndarray:
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):  # a few hundred points: BLAS threads only contend on a busy machine
+        return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=0).fit_transform(feats)
 
 
 # --------------------------------------------------------------------------------------------
@@ -712,40 +720,50 @@ def regime_candidates(params: Params, pre_data: Any = None, checkpoints: list[Ch
     budget. One row per candidate with ``val_score`` (the validation accuracy) and ``seconds``
     (estimated seconds of one FFT epoch over the fit split).
     """
-    from nml.estimators.noisy_labels import NoisyLinearProbe
+    from nml._infra.machine import machine_fingerprint
 
     t = params.turn
     if checkpoints is None:
         checkpoints = clean_checkpoints(params, pre_data)
     rows = []
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for c in t.regime.candidates:
-            train, _, data = load_turn_data(params, pre_data, dataset=c.dataset)
-            fit, val = validation_split(train.y, t.validation_fraction, t.seeds[0])
-            spec = backbone_spec(TurnBackbone(name=c.backbone, image_size=c.image_size), checkpoints, data, params)
-            module = build_backbone(spec)
-            start = time.perf_counter()
-            feats = extract_features(module, train.x, data_id=train.data_id, split="turn/train",
-                                     transform=_transform_id(spec, data), batch_size=params.spectral.feature_batch_size)
-            extract_s = time.perf_counter() - start
-            lp = t.lp
-            probe = NoisyLinearProbe(loss="ce", epochs=lp.epochs, batch_size=lp.batch_size, optimizer=lp.optimizer,
-                                     lr=lp.lr, weight_decay=lp.weight_decay, momentum=lp.momentum,
-                                     standardize=t.lp_standardize, seed=t.seeds[0]).fit(feats[fit], train.y[fit])
-            acc = float(np.mean(probe.predict(feats[val]) == train.y[val]))
-            x = take(train.x, torch.arange(min(len(train.y), t.fft.batch_size)))
-            per_image = _fft_step_seconds(module, x, int(train.y.max()) + 1, len(x))
-            rows.append({"candidate": f"{c.dataset} / {spec.name}" + (f" @{c.image_size}px" if c.image_size else ""),
-                         "dataset": c.dataset, "backbone": c.backbone, "image_size": c.image_size,
-                         "n_fit": len(fit), "n_val": len(val), "val_score": acc,
-                         "val_metric": "clean-label CE linear-probe accuracy on the validation split",
-                         "extract_seconds": extract_s, "fft_ms_per_image": 1000 * per_image,
-                         "seconds": per_image * len(fit), "meets_bar": acc >= t.regime.min_clean_lp})
-    finally:
-        torch.set_num_threads(threads)
+    for c in t.regime.candidates:
+        train, _, data = load_turn_data(params, pre_data, dataset=c.dataset)
+        spec = backbone_spec(TurnBackbone(name=c.backbone, image_size=c.image_size), checkpoints, data, params)
+        # measured once per candidate and machine (the row holds seconds), then read
+        key = stable_hash({"candidate": c.model_dump(), "backbone": spec.identity, "data": train.data_id,
+                           "validation_fraction": t.validation_fraction, "seed": t.seeds[0], "lp": t.lp.model_dump(),
+                           "standardize": t.lp_standardize, "fft_batch": t.fft.batch_size,
+                           "machine": machine_fingerprint(), "code": TURN_CODE_VERSION}, length=24)
+        row = cached_result("turn-analysis", key, functools.partial(
+            _regime_candidate, params, train, data, spec, c.dataset, c.backbone, c.image_size), desc=f"regime {c.dataset}")
+        rows.append({**row, "meets_bar": row["val_score"] >= t.regime.min_clean_lp})
     return pd.DataFrame(rows)
+
+
+def _regime_candidate(params: Params, train: Split, data: DownstreamData, spec: Any, dataset: str, backbone: str,
+                      image_size: int | None) -> dict[str, Any]:
+    """One row of :func:`regime_candidates` (one thread, as every job of the chapter)."""
+    from nml.estimators.noisy_labels import NoisyLinearProbe
+
+    t = params.turn
+    fit, val = validation_split(train.y, t.validation_fraction, t.seeds[0])
+    module = build_backbone(spec)
+    start = time.perf_counter()
+    feats = extract_features(module, train.x, data_id=train.data_id, split="turn/train",
+                             transform=_transform_id(spec, data), batch_size=params.spectral.feature_batch_size)
+    extract_s = time.perf_counter() - start
+    lp = t.lp
+    probe = NoisyLinearProbe(loss="ce", epochs=lp.epochs, batch_size=lp.batch_size, optimizer=lp.optimizer,
+                             lr=lp.lr, weight_decay=lp.weight_decay, momentum=lp.momentum,
+                             standardize=t.lp_standardize, seed=t.seeds[0]).fit(feats[fit], train.y[fit])
+    acc = float(np.mean(probe.predict(feats[val]) == train.y[val]))
+    x = take(train.x, torch.arange(min(len(train.y), t.fft.batch_size)))
+    per_image = _fft_step_seconds(module, x, int(train.y.max()) + 1, len(x))
+    return {"candidate": f"{dataset} / {spec.name}" + (f" @{image_size}px" if image_size else ""),
+            "dataset": dataset, "backbone": backbone, "image_size": image_size,
+            "n_fit": len(fit), "n_val": len(val), "val_score": acc,
+            "val_metric": "clean-label CE linear-probe accuracy on the validation split",
+            "extract_seconds": extract_s, "fft_ms_per_image": 1000 * per_image, "seconds": per_image * len(fit)}
 
 
 # --------------------------------------------------------------------------------------------
