@@ -151,6 +151,14 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     tu.add_argument("--csv", metavar="FILE", help="also write the measured table here")
 
 
+def _wrote_csv(table, path: str | None) -> int:
+    """Write a bench's measured table to ``--csv`` when one was given; the command's exit code."""
+    if path:
+        table.to_csv(path, index=False)
+        print(f"wrote {path}")
+    return 0
+
+
 def _cmd_bench_fits(args: argparse.Namespace) -> int:
     from nml.estimators.frozen.bench import bench_fits, format_fits_report
 
@@ -159,10 +167,7 @@ def _cmd_bench_fits(args: argparse.Namespace) -> int:
             raise ParamsError(f"{name} must be a positive integer, got {value}")
     table = bench_fits(args.shape, heads=args.heads, epochs=args.epochs)
     print(format_fits_report(table))
-    if args.csv:
-        table.to_csv(args.csv, index=False)
-        print(f"wrote {args.csv}")
-    return 0
+    return _wrote_csv(table, args.csv)
 
 
 def _cmd_bench_arithmetic(args: argparse.Namespace) -> int:
@@ -176,10 +181,7 @@ def _cmd_bench_arithmetic(args: argparse.Namespace) -> int:
         raise ParamsError(f"--figures: no folder {figures}")
     table = fit_arithmetic(params, figures)
     print(format_arithmetic_report(table))
-    if args.csv:
-        table.to_csv(args.csv, index=False)
-        print(f"wrote {args.csv}")
-    return 0
+    return _wrote_csv(table, args.csv)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -207,10 +209,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     table = bench_nmtune(encoders, n=n, online_epochs=online_epochs, preset=args.preset or "official",
                          image_size=image_size)
     print(format_report(table))
-    if args.csv:
-        table.to_csv(args.csv, index=False)
-        print(f"wrote {args.csv}")
-    return 0
+    return _wrote_csv(table, args.csv)
 
 
 def _cmd_bench_nmtune_paper(args: argparse.Namespace) -> int:
@@ -233,10 +232,7 @@ def _cmd_bench_nmtune_paper(args: argparse.Namespace) -> int:
         raise ParamsError(f"--measured-epochs must be at most {epochs} (the full schedule), got {measured}")
     table = bench_nmtune_paper_shape(n=n, epochs=epochs, measured_epochs=measured, image_size=image_size)
     print(format_paper_shape_report(table))
-    if args.csv:
-        table.to_csv(args.csv, index=False)
-        print(f"wrote {args.csv}")
-    return 0
+    return _wrote_csv(table, args.csv)
 
 
 def _cmd_bench_turn(args: argparse.Namespace) -> int:
@@ -252,10 +248,7 @@ def _cmd_bench_turn(args: argparse.Namespace) -> int:
     table = bench_turn(args.backbone or list(TURN_BENCH_BACKBONES), n=args.n, epochs=args.epochs,
                        image_size=args.image_size)
     print(format_turn_report(table))
-    if args.csv:
-        table.to_csv(args.csv, index=False)
-        print(f"wrote {args.csv}")
-    return 0
+    return _wrote_csv(table, args.csv)
 
 
 def _cmd_bench_drift(args: argparse.Namespace) -> int:
