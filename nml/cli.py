@@ -1,5 +1,5 @@
 """The ``nml`` command: ``nml run``, ``nml assets``, ``nml bench``, ``nml select``, ``nml report``,
-``nml diff``, ``nml list``."""
+``nml diff``, ``nml list``, and ``nml pretrain`` / ``nml finetune`` (one training cell; what torchrun runs)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,38 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--output-dir", metavar="DIR", help="put executed notebooks, figures and tables here")
     run.add_argument("--dry-run", action="store_true", help="validate and list what would run; run nothing")
     run.add_argument("--notebooks-dir", metavar="DIR", help=argparse.SUPPRESS)
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    for name, what, example in (
+        ("pretrain", "train one checkpoint of notebook 01's grid (what torchrun runs on every process)",
+         "supervised:0.1:0"),
+        ("finetune", "fit one image-level job of notebook 04 (FFT, TURN; what torchrun runs on every process)",
+         "backbone=resnet50.a1_in1k,noise=uniform:0.6,method=turn,seed=0"),
+    ):
+        cmd = sub.add_parser(name, help=what)
+        _add_params_source(cmd)
+        cmd.add_argument("--cell", required=True, help=f"the grid cell, e.g. {example}")
+        cmd.add_argument("-p", dest="overrides", action="append", default=[], metavar="section.key=value",
+                         help="override one params value (YAML syntax); repeatable")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    """``nml pretrain`` / ``nml finetune``: one grid cell, in this process (any of torchrun's)."""
+    from nml.config import load_params
+
+    params = load_params(args.profile, args.params, args.overrides)
+    if args.command == "pretrain":
+        from nml.chapters.ch01_pretraining.run import train_cell
+
+        checkpoint = train_cell(params, args.cell)
+        print(f"checkpoint {checkpoint.path}: {checkpoint.final}")
+    else:
+        from nml.chapters.ch04_turn.run import finetune_cell
+
+        result = finetune_cell(params, args.cell)
+        print(f"finetune {args.cell}: test accuracy at the best validation epoch {result.get('best')}, last {result.get('last')}")
+    return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -149,12 +181,21 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     tu.add_argument("--epochs", type=int, default=5, help="FFT epochs of TURN = epochs of the LP baselines, default 5")
     tu.add_argument("--image-size", type=int, default=48, help="input size of efficientnet-lite0, default 48")
     tu.add_argument("--csv", metavar="FILE", help="also write the measured table here")
+    th = what.add_parser("throughput", help="training and extraction images/s of every image model a profile uses, "
+                                            "on this device (what `nml run --dry-run` prices the grids with)")
+    th.add_argument("--profile", default="paper", help="profile whose models to measure (default: paper)")
+    th.add_argument("--batch", type=int, default=None, help="images per step (default: 4 on CPU, 64 on CUDA)")
+    th.add_argument("--steps", type=int, default=3, help="timed steps after 2 warm-up steps (default 3)")
+    th.add_argument("--csv", metavar="FILE", help="also write the measured table here "
+                                                 "(it always goes to <NML_HOME>/bench/throughput-<device>.csv)")
 
 
 def _wrote_csv(table, path: str | None) -> int:
     """Write a bench's measured table to ``--csv`` when one was given; the command's exit code."""
     if path:
-        table.to_csv(path, index=False)
+        from nml._infra.cache import atomic_write_text
+
+        atomic_write_text(path, table.to_csv(index=False))
         print(f"wrote {path}")
     return 0
 
@@ -193,6 +234,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return _cmd_bench_drift(args)
     if args.what == "turn":
         return _cmd_bench_turn(args)
+    if args.what == "throughput":
+        return _cmd_bench_throughput(args)
     if args.shape == "paper":
         return _cmd_bench_nmtune_paper(args)
     from nml.chapters.ch03_nmtune.bench import bench_nmtune, format_report
@@ -248,6 +291,28 @@ def _cmd_bench_turn(args: argparse.Namespace) -> int:
     table = bench_turn(args.backbone or list(TURN_BENCH_BACKBONES), n=args.n, epochs=args.epochs,
                        image_size=args.image_size)
     print(format_turn_report(table))
+    return _wrote_csv(table, args.csv)
+
+
+def _cmd_bench_throughput(args: argparse.Namespace) -> int:
+    from nml._infra.runtime import resolve_runtime
+    from nml.config import load_params
+    from nml.models.throughput import (
+        bench_device,
+        format_throughput_report,
+        measure_throughput,
+        save_throughput,
+    )
+    from nml.runner import profile_models
+
+    for name, value in (("--batch", args.batch), ("--steps", args.steps)):
+        if value is not None and value <= 0:
+            raise ParamsError(f"{name} must be a positive integer, got {value}")
+    params = load_params(args.profile, overrides=["data_root=null"], require_data=False)  # no data is read
+    runtime = resolve_runtime(getattr(params, "runtime", None), bench_device(params.device))
+    table = measure_throughput(profile_models(params), runtime=runtime, batch=args.batch, steps=args.steps)
+    print(format_throughput_report(table))
+    print(f"wrote {save_throughput(table)}")
     return _wrote_csv(table, args.csv)
 
 
@@ -403,6 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_assets(sub)
     _add_bench(sub)
+    _add_train(sub)
     _add_select(sub)
     _add_report(sub)
     _add_diff(sub)
@@ -422,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "bench":
             return _cmd_bench(args)
+        if args.command in ("pretrain", "finetune"):
+            return _cmd_train(args)
         if args.command == "select":
             return _cmd_select(args)
         if args.command == "report":

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from nml._infra.paths import project_root
+from nml._infra.runtime_config import ExecutorConfig, RuntimeConfig
 from nml._infra.schema import ParamsError, Section
 from nml.chapters.ch01_pretraining.config import PretrainSection
 from nml.chapters.ch02_spectral.config import SpectralSection
@@ -41,6 +42,8 @@ class Params(Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     data_root: Path | None = None
     num_workers: Annotated[int, Field(ge=0)] = 0
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     pretrain: PretrainSection
     spectral: SpectralSection
     nmtune: NMTuneSection

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from nml._infra.cache import cache_log_position, cache_uses_since
+from nml._infra.jobs import configure_executor
 from nml._infra.paths import project_root
 from nml.config import Params, load_params
 from nml.report import figures
@@ -151,10 +152,13 @@ def setup(profile: str = "cpu", params_path: str | None = None, output_dir: str 
     figures to ``figures/<profile>/``; under ``nml run`` it gets the run's resolved params and
     output folder. nml's log lines go to stdout (:func:`log_to_stdout`), and every cell that
     reads or computes cache entries ends with one line saying which (:func:`summarize_cache_per_cell`).
+    The params' ``executor`` section becomes where the notebook's cached fit grids run
+    (:func:`nml._infra.jobs.configure_executor`: joblib here, or a Ray cluster).
     """
     log_to_stdout(logging.INFO)
     summarize_cache_per_cell()
     params = load_params(path=params_path) if params_path else load_params(profile)
+    configure_executor(params.executor)  # every run_cached of this kernel: joblib, or tasks on Ray
     out = Path(output_dir) if output_dir else project_root() / "figures" / params.profile
     out.mkdir(parents=True, exist_ok=True)
     set_provenance(params)  # every figure and table saved from here on carries the run's provenance

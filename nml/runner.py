@@ -12,7 +12,7 @@ import logging
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from nml._infra.cache import atomic_write_text
@@ -21,6 +21,15 @@ from nml._infra.progress import PROGRESS_ENV
 from nml._infra.schema import ParamsError
 from nml.chapters import CHAPTERS
 from nml.config import Params, dump_params, load_params
+from nml.models.throughput import (
+    NotebookCost,
+    ThroughputModel,
+    Workload,
+    bench_device,
+    format_cost,
+    load_throughput,
+    throughput_models,
+)
 from nml.report.provenance import git_state, params_hash
 from nml.report.status import (
     INTERRUPTED,
@@ -130,9 +139,11 @@ def describe_plan(plan: RunPlan) -> str:
         f"figures and tables -> {plan.figures_dir}",
         "notebooks:",
     ]
+    rates = load_throughput(bench_device(p.device).type)
     for nb in plan.notebooks:
         lines.append(f"  {nb.path.name}")
         lines += [f"      {line}" for line in describe_grid(p, nb.number)]
+        lines += [f"      {line}" for line in describe_cost(p, nb.number, rates)]
     missing = p.missing_datasets()
     lines.append("missing on this machine:" if missing else "missing on this machine: nothing")
     for name, what in missing.items():
@@ -327,3 +338,50 @@ def describe_grid(params: Params, number: str) -> list[str]:
     if package is None:
         return ["(this notebook describes its own grid)"]
     return importlib.import_module(f"nml.chapters.{package}.dryrun").describe(params)
+
+
+def notebook_cost(params: Params, number: str) -> NotebookCost | None:
+    """Notebook ``number``'s workloads, from its chapter's ``dryrun.cost`` (``None``: it has none)."""
+    package = CHAPTERS.get(number)
+    cost = getattr(importlib.import_module(f"nml.chapters.{package}.dryrun"), "cost", None) if package else None
+    return cost(params) if cost is not None else None
+
+
+def describe_cost(params: Params, number: str, rates=None) -> list[str]:
+    """Notebook ``number``'s estimated device-hours at the measured ``rates`` (``nml bench throughput``),
+    over the devices the runtime uses, beside the hours its paper reports."""
+    try:
+        cost = notebook_cost(params, number)
+    except Exception as err:  # the estimate is a courtesy: it never stops a dry-run
+        log.warning("notebook %s: no cost estimate: %s: %s", number, type(err).__name__, err)
+        return [f"estimated cost: not available ({type(err).__name__}: {err})"]
+    if cost is None:
+        return []
+    runtime = getattr(params, "runtime", None)
+    devices = runtime.nproc_per_node * runtime.nnodes if runtime is not None else 1
+    return format_cost(cost, rates, devices=devices, device_type=bench_device(params.device).type,
+                       bench_command=f"nml bench throughput --profile {params.profile}")
+
+
+def profile_models(params: Params) -> list[ThroughputModel]:
+    """Every image model the profile's notebooks run, at its size, with the roles it plays there:
+    what ``nml bench throughput`` measures (and the dry-run's estimate reads): the pre-training model
+    at its size, chapter 04's backbones, chapter 03's encoders, then any other model a notebook's
+    workloads name."""
+    from nml.chapters.ch01_pretraining.dryrun import pretrain_in_chans
+
+    pre = params.pretrain
+    checkpoint = Workload("", pre.model, pre.image_size, "train", 0, kind="backbone", in_chans=pretrain_in_chans(params),
+                          role="01 pre-training")
+    workloads = [checkpoint]
+    turn = getattr(params, "turn", None)
+    if turn is not None and turn.enabled:
+        workloads += [replace(checkpoint, role="04 fine-tuning") if b.name == "checkpoint"
+                      else Workload("", b.name, b.image_size, "train", 0, role="04 fine-tuning") for b in turn.backbones]
+    r = params.nmtune.real_models
+    if r.enabled:
+        workloads += [Workload("", name, r.image_size.get(name), "extract", 0, role="03 Table 2 encoder") for name in r.encoders]
+    for number in CHAPTERS:
+        cost = notebook_cost(params, number)
+        workloads += cost.workloads if cost is not None else []
+    return throughput_models(workloads)

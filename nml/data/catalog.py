@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from nml._infra.registry import Registry
-from nml.data.paper import PAPER_DATASETS
+from nml.data.paper import PAPER_DATASET_SIZES, PAPER_DATASETS, DatasetSizes
 
 __all__ = [
     "DATASET_REGISTRY",
     "DatasetEntry",
+    "dataset_sizes",
     "get_dataset",
     "list_datasets",
     "missing_for_dataset",
@@ -121,3 +122,16 @@ def missing_for_dataset(name: str, data_root: Path | None) -> list[str]:
     if data_root is None:
         return [f"data_root is not set in the params (expected a folder holding {name}/)"]
     return entry.paper_source.check(dataset_root(name, data_root))
+
+
+# Offline sets whose split sizes are fixed facts (the others are built or cut per profile).
+_OFFLINE_SIZES: dict[str, DatasetSizes] = {
+    "fashion-mnist": DatasetSizes(60_000, 10_000, 10, "Fashion-MNIST (SPEC §5: 60,000 + 10,000 images)"),
+}
+
+
+def dataset_sizes(name: str) -> DatasetSizes | None:
+    """Published split sizes of ``name`` (paper datasets, Fashion-MNIST); ``None`` when not known.
+
+    For cost estimates (``nml run --dry-run``): nothing is read from disk."""
+    return PAPER_DATASET_SIZES.get(name) or _OFFLINE_SIZES.get(name)

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "DatasetSizes",
     "ImageFolderDataset",
     "ImageTextDataset",
     "PAPER_DATASETS",
+    "PAPER_DATASET_SIZES",
     "dataset_targets",
     "TorchvisionDataset",
     "load_image_folder",
@@ -182,6 +184,69 @@ PAPER_DATASETS: dict[str, TorchvisionDataset | ImageFolderDataset | ImageTextDat
         ImageFolderDataset("clothing1m", ("train", "test"), "Clothing1M (noisy train labels, clean test)"),
         ImageFolderDataset("webvision", ("train", "test"), "WebVision 1.0 (Google subset, first 50 classes)"),
     ]
+}
+
+
+@dataclass(frozen=True)
+class DatasetSizes:
+    """Images in a dataset's splits, as published (public facts; for ``nml run --dry-run``'s cost
+    estimate, never to load anything). ``None``: the split is not used or not known."""
+
+    train: int | None
+    test: int | None
+    classes: int | None
+    source: str
+
+    def count(self, split: str, *, per_class: int | None = None, total: int | None = None) -> int | None:
+        """Images of ``split`` (``train`` / ``test``) after a per-class and / or a total cap.
+
+        A per-class cap is applied as ``cap × classes`` (an upper bound for unbalanced sets)."""
+        n = self.train if split == "train" else self.test
+        if n is None:
+            return None
+        if per_class is not None and self.classes is not None:
+            n = min(n, per_class * self.classes)
+        if total is not None:
+            n = min(n, total)
+        return n
+
+
+_TABLE4 = "NMTune Table 4 (App. A.2)"
+_TABLE5 = "NMTune Table 5 (App. A.2; test sizes) and Peng et al. 2019's DomainNet splits (train)"
+
+#: Split sizes of the paper datasets (train, test, classes, where the numbers come from).
+PAPER_DATASET_SIZES: dict[str, DatasetSizes] = {
+    # NMTune Table 4: the in-domain downstream sets (train counts train+val where the paper does)
+    "cifar10": DatasetSizes(50_000, 10_000, 10, _TABLE4),
+    "cifar100": DatasetSizes(50_000, 10_000, 100, _TABLE4),
+    "flowers102": DatasetSizes(2_040, 6_149, 102, _TABLE4),
+    "food101": DatasetSizes(75_750, 25_250, 101, _TABLE4),
+    "oxford-pet": DatasetSizes(3_680, 3_669, 37, _TABLE4),
+    "stanford-cars": DatasetSizes(8_144, 8_041, 196, _TABLE4),
+    "fgvc-aircraft": DatasetSizes(6_667, 3_333, 100, _TABLE4 + " (it prints 102 classes; FGVC has 100 variants)"),
+    "svhn": DatasetSizes(73_257, 26_032, 10, _TABLE4),
+    "dtd": DatasetSizes(1_880, 1_880, 47, _TABLE4),
+    "caltech101": DatasetSizes(3_060, 6_084, 102, _TABLE4),
+    "eurosat": DatasetSizes(21_600, 5_400, 10, _TABLE4),
+    "pcam": DatasetSizes(262_144, 32_768, 2, "Veeling et al. 2018 (NMTune Table 4 repeats SVHN's row for it)"),
+    "resisc45": DatasetSizes(25_200, 6_300, 45, _TABLE4),
+    "rendered-sst2": DatasetSizes(6_920, 1_821, 2, _TABLE4),
+    "stl10": DatasetSizes(5_000, 8_000, 10, "Coates et al. 2011"),
+    # pre-training sets
+    "imagenet-1k": DatasetSizes(1_281_167, 50_000, 1_000, "ILSVRC-2012 train / val"),
+    "yfcc15m": DatasetSizes(14_829_396, None, None, "OpenAI CLIP's YFCC100M subset (github.com/openai/CLIP, data/yfcc100m.md)"),
+    # NMTune Table 5: out-of-domain sets
+    "domainnet-real": DatasetSizes(120_906, 52_041, 345, _TABLE5),
+    "domainnet-sketch": DatasetSizes(48_212, 20_916, 345, _TABLE5),
+    "domainnet-painting": DatasetSizes(50_416, 21_850, 345, _TABLE5),
+    "domainnet-clipart": DatasetSizes(33_525, 14_604, 345, _TABLE5),
+    "imagenet-v2": DatasetSizes(None, 10_000, 1_000, "NMTune Table 5"),
+    "imagenet-r": DatasetSizes(None, 30_000, 200, "NMTune Table 5"),
+    "imagenet-sketch": DatasetSizes(None, 50_889, 1_000, "NMTune Table 5"),
+    "imagenet-a": DatasetSizes(None, 7_500, 200, "NMTune Table 5"),
+    "objectnet": DatasetSizes(None, 18_574, 112, "NMTune Table 5"),
+    # TURN: real-world noisy sets (WebVision's 50-class subset varies by release: not listed)
+    "clothing1m": DatasetSizes(1_000_000, 10_000, 14, "TURN App. A.1's dataset table, rounded as printed (1M / 10K)"),
 }
 
 

@@ -74,6 +74,21 @@ def nml_resnet4_half(pretrained: bool = False, **kwargs) -> ResNet:
     return _four_block_resnet(32, **kwargs)
 
 
+class _GroupNorm(torch.nn.GroupNorm):
+    """GroupNorm with BatchNorm's constructor (timm's ResNet builds ``norm_layer(channels)``)."""
+
+    def __init__(self, num_channels: int, **kwargs):
+        super().__init__(min(8, num_channels), num_channels, **kwargs)
+
+
+@register_backbone
+def nml_resnet4_half_gn(pretrained: bool = False, **kwargs) -> ResNet:
+    """Four-block half-width ResNet with GroupNorm: no batch statistics, so any number of processes
+    trains it as one does (SyncBatchNorm needs GPUs)."""
+    arch = {k: v for k, v in kwargs.items() if k in _ARCH_KWARGS}
+    return ResNet(BasicBlock, [1, 1, 1, 1], channels=(32, 64, 128, 256), stem_width=32, norm_layer=_GroupNorm, **arch)
+
+
 def create_backbone(name: str, *, num_classes: int = 0, in_chans: int = 3) -> torch.nn.Module:
     """Create a backbone by name, randomly initialised (pre-training starts from scratch).
 

@@ -21,7 +21,9 @@ import torch
 from nml._infra.cache import atomic_save_npz, record_cache_use, stable_hash
 from nml._infra.paths import features_dir
 from nml._infra.progress import tqdm
+from nml._infra.runtime import Runtime
 from nml._infra.training import channels_last
+from nml.models.engine import image_batches
 from nml.models.image_encoders import FeatureEncoder, encoder_identity
 from nml.models.pretrain import take
 
@@ -135,6 +137,7 @@ def extract_features(
     shard_size: int = 8192,
     cache_dir: Path | None = None,
     desc: str | None = None,
+    num_workers: int = 0,
 ) -> np.ndarray:
     """Pooled features (N×D float32) of ``backbone`` on ``images``, cached on disk.
 
@@ -145,6 +148,7 @@ def extract_features(
     images : an N×C×H×W tensor already transformed, or a dataset yielding ``(image, label)``.
     data_id, split, transform : the identity of the input: with the weights' hash they form the
         cache key, so new weights or new data never reuse stale features.
+    num_workers : DataLoader worker processes reading a dataset on disk (a tensor is sliced).
 
     The entry is recorded as ``features/<key>`` (reused or computed) for the provenance of the
     results saved next (:func:`nml._infra.cache.record_cache_use`).
@@ -175,10 +179,15 @@ def extract_features(
         out = []
         # inference mode (no autograd bookkeeping) and channels-last batches for a module; a black box
         # (e.g. an ONNX graph) gets its CPU tensors as they are
+        if isinstance(images, torch.Tensor):
+            batches = (take(images, torch.arange(b, min(b + batch_size, stop))) for b in range(start, stop, batch_size))
+        else:  # a dataset on disk: decoded and transformed in worker processes
+            reader = Runtime(device=device, num_workers=num_workers, pin_memory=device.type == "cuda")
+            batches = image_batches(images, np.arange(start, stop), batch_size, reader)
         with torch.inference_mode():
-            for b in tqdm(range(start, stop, batch_size), desc=desc or f"features {split}", leave=False):
-                idx = torch.arange(b, min(b + batch_size, stop))
-                batch = take(images, idx).to(device)
+            for batch in tqdm(batches, total=-(-(stop - start) // batch_size), desc=desc or f"features {split}",
+                              leave=False):
+                batch = batch.to(device)
                 if isinstance(backbone, torch.nn.Module):
                     batch = channels_last(batch)
                 out.append(backbone(batch).float().cpu().numpy())

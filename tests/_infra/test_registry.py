@@ -101,11 +101,12 @@ def test_registry_imports_nothing_else_from_nml():
 def test_backbones():
     from nml.models.backbones import BACKBONE_REGISTRY, create_backbone, list_backbones
 
-    assert list_backbones() == ["nml_resnet4", "nml_resnet4_half"] and list_backbones("*half") == ["nml_resnet4_half"]
+    assert list_backbones() == ["nml_resnet4", "nml_resnet4_half", "nml_resnet4_half_gn"]
+    assert list_backbones("*half") == ["nml_resnet4_half"]
     assert BACKBONE_REGISTRY.check("resnet18") == "resnet18"  # any timm name
     assert create_backbone("nml_resnet4_half", in_chans=1).num_features == 256
     with pytest.raises(KeyError, match=r"unknown backbone 'resnet-9000': expected one of "
-                                       r"\['nml_resnet4', 'nml_resnet4_half', '<timm model name>'\]"):
+                                       r"\['nml_resnet4', 'nml_resnet4_half', 'nml_resnet4_half_gn', '<timm model name>'\]"):
         create_backbone("resnet-9000")
 
 

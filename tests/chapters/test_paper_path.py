@@ -36,6 +36,9 @@ def paper_params(tmp_path, nml_home_with_assets):
     (pairs / "captions.csv").write_text("image,caption\n" + "\n".join(rows) + "\n")
     raw, _ = load_raw("paper")
     raw.update(device="cpu", data_root=str(data_root), num_workers=0)
+    # training in this process; the torchrun launcher has its own tests (test_distributed_training.py,
+    # test_turn_torchrun.py)
+    raw["runtime"]["launcher"] = "local"
     raw.pop("turn")  # chapter 04's paper path has its own test (test_turn_paper_path.py)
     raw["pretrain"].update(model="resnet18", image_size=32)
     raw["pretrain"]["supervised"].update(noise_ratios=[0.0, 0.2], seeds=[0])

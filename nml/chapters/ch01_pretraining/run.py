@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
 
+from nml._infra.runtime import Runtime, resolve_runtime
 from nml.config import Params
 from nml.data.catalog import get_dataset
 from nml.models.backbones import (
@@ -100,7 +101,9 @@ def _load_paper_pretrain_data(params: Params) -> PretrainData:
     root = dataset_root(p.dataset, params.data_root)
     probe = timm.create_model(p.model, pretrained=False, num_classes=0)
     cfg = resolve_data_config({"input_size": (3, p.image_size, p.image_size)}, model=probe)
-    train_tf = create_transform(**cfg, is_training=False)  # augmentation is applied per batch
+    # timm's ImageNet training transform (random-resized crop, flip, colour jitter), drawn per image
+    # in the DataLoader's workers and seeded per (seed, epoch, image): nml.models.engine
+    train_tf = create_transform(**cfg, is_training=p.augment)
     eval_tf = create_transform(**cfg)
     train = load_image_folder(root, "train", train_tf)
     test = load_image_folder(root, "val", eval_tf)
@@ -113,7 +116,7 @@ def _load_paper_pretrain_data(params: Params) -> PretrainData:
         x_test=torch.utils.data.Subset(test, test_idx),
         y_test=y_test[test_idx],
         classes=list(train.classes),
-        data_id=f"{p.dataset}:{len(y_train)}:{p.n_train}:{p.data_seed}",
+        data_id=f"{p.dataset}:{len(y_train)}:{p.n_train}:{p.data_seed}:timm-train-transform-{p.augment}",
         in_chans=3,
         transform=f"timm-{p.image_size}",
         heldout_train_indices=np.setdiff1d(np.arange(len(y_train)), train_idx),
@@ -121,23 +124,62 @@ def _load_paper_pretrain_data(params: Params) -> PretrainData:
     )
 
 
-def _spec(params: Params, data: PretrainData, track: str, gamma: float, seed: int, extra: dict) -> PretrainSpec:
+def training_runtime(params: Params) -> Runtime:
+    """This process's training runtime (joins torchrun's process group when launched by it)."""
+    return resolve_runtime(params.runtime, resolve_device(params.device), num_workers=params.num_workers)
+
+
+def _spec(params: Params, data: PretrainData, track: str, gamma: float, seed: int, extra: dict,
+          runtime: Runtime) -> PretrainSpec:
     p = params.pretrain
     cfg = p.supervised.optim if track == "supervised" else p.contrastive.optim
     return PretrainSpec(
         track=track, model=p.model, data_id=data.data_id, in_chans=data.in_chans,
         num_classes=len(data.classes), noise_ratio=float(gamma), seed=int(seed),
-        optim=cfg.model_dump(), augment=p.augment, extra=extra,
+        optim=cfg.model_dump(), augment=p.augment, extra=extra, precision=runtime.precision,
     )
+
+
+def format_cell(track: str, gamma: float, seed: int) -> str:
+    """A grid cell of notebook 01 as ``nml pretrain --cell`` takes it: ``supervised:0.1:0``."""
+    return f"{track}:{gamma:g}:{seed}"
+
+
+def parse_cell(params: Params, cell: str) -> tuple[str, float, int]:
+    """``track:gamma:seed`` → a cell of ``params.pretrain.checkpoints()``; anything else is named."""
+    grid = params.pretrain.checkpoints()
+    try:
+        track, gamma, seed = cell.split(":")
+        wanted = (track, float(gamma), int(seed))
+    except ValueError:
+        raise ValueError(f"--cell {cell!r}: expected track:gamma:seed, e.g. supervised:0.1:0") from None
+    for t, g, s in grid:
+        if (t, float(g), int(s)) == wanted:
+            return t, g, s
+    raise ValueError(f"--cell {cell!r} is not in the params' grid; cells: {[format_cell(*c) for c in grid]}")
+
+
+def _launched_if_asked(params: Params, spec: PretrainSpec) -> None:
+    """With ``runtime.launcher: torchrun``, train an uncached checkpoint in ``torchrun``'s processes
+    (``nml pretrain``) and wait; the caller then reads it from the cache."""
+    if params.runtime.launcher != "torchrun" or spec.path().exists():
+        return
+    from nml._infra.launch import run_torchrun
+    from nml.config import dump_params
+
+    run_torchrun(params.runtime, "pretrain", dump_params(params), format_cell(spec.track, spec.noise_ratio, spec.seed))
 
 
 def train_supervised(params: Params, data: PretrainData, gamma: float, seed: int) -> Checkpoint:
     """Supervised pre-training with γ of each class's labels flipped to another class."""
+    runtime = training_runtime(params)
     noisy = inject_noise(data.y_train, "symmetric", gamma, seed=seed, n_classes=len(data.classes))
-    spec = _spec(params, data, "supervised", gamma, seed, {"noise": "symmetric", "realized": noisy.realized_ratio})
+    spec = _spec(params, data, "supervised", gamma, seed, {"noise": "symmetric", "realized": noisy.realized_ratio},
+                 runtime)
+    _launched_if_asked(params, spec)
     trainer = SupervisedTrainer(
-        spec, params.pretrain.supervised.optim, resolve_device(params.device), None,
-        x_train=data.x_train, y_train=noisy.labels, x_test=data.x_test, y_test=data.y_test,
+        spec, params.pretrain.supervised.optim, runtime.device, None,
+        x_train=data.x_train, y_train=noisy.labels, x_test=data.x_test, y_test=data.y_test, runtime=runtime,
     )
     return trainer.run()
 
@@ -170,7 +212,8 @@ def _image_text_pairs(params: Params, gamma: float, seed: int):
 
     c, size = params.pretrain.contrastive, params.pretrain.image_size
     model = timm.create_model(params.pretrain.model, pretrained=False, num_classes=0)
-    transform = create_transform(**resolve_data_config({"input_size": (3, size, size)}, model=model))
+    transform = create_transform(**resolve_data_config({"input_size": (3, size, size)}, model=model),
+                                 is_training=params.pretrain.augment)
     pairs = load_image_text(dataset_root(c.dataset, params.data_root), transform)
     n = len(pairs) if c.n_train is None else min(c.n_train, len(pairs))
     subset = np.sort(np.random.default_rng(params.pretrain.data_seed).permutation(len(pairs))[:n])
@@ -187,6 +230,7 @@ def train_contrastive(params: Params, data: PretrainData, gamma: float, seed: in
     named image-text dataset (paper profile), each pair keeps its own caption.
     """
     c = params.pretrain.contrastive
+    runtime = training_runtime(params)
     captions, emb, per_class = text if text is not None else caption_embeddings(params, data)
     if c.dataset is not None:
         x, ids, emb, swap = _image_text_pairs(params, gamma, seed)
@@ -203,9 +247,10 @@ def train_contrastive(params: Params, data: PretrainData, gamma: float, seed: in
         "noise": "pair_swap", "n_train": int(n), "templates": list(c.caption_templates), "pairs": c.dataset,
         "text_encoder": c.text_encoder, "embed_dim": c.embed_dim, "temperature_init": c.temperature_init,
         "realized": float(swap.is_swapped.mean()),
-    })
+    }, runtime)
+    _launched_if_asked(params, spec)
     trainer = ContrastiveTrainer(
-        spec, c.optim, resolve_device(params.device), None,
+        spec, c.optim, runtime.device, None, runtime=runtime,
         x_train=x, caption_ids=ids, caption_embeddings=emb, x_test=data.x_test, y_test=data.y_test,
         class_prototypes_text=per_class, embed_dim=c.embed_dim, temperature_init=c.temperature_init,
     )
@@ -225,6 +270,20 @@ def pretrain_all(params: Params, data: PretrainData | None = None) -> list[Check
         else:
             out.append(train_contrastive(params, data, gamma, seed, text))
     return out
+
+
+def train_cell(params: Params, cell: str) -> Checkpoint:
+    """``nml pretrain``: train (or read) one checkpoint of the grid in this process — one of
+    ``torchrun``'s processes when launched by it (each loads the data; rank 0 writes)."""
+    track, gamma, seed = parse_cell(params, cell)
+    params = params.model_copy(update={"runtime": params.runtime.model_copy(update={"launcher": "local"})})
+    runtime = training_runtime(params)
+    data = load_pretrain_data(params)
+    if track == "supervised":
+        return train_supervised(params, data, gamma, seed)
+    with runtime.main_first():  # rank 0 embeds the captions into the text cache, the others read it
+        text = caption_embeddings(params, data)
+    return train_contrastive(params, data, gamma, seed, text)
 
 
 def history_frame(checkpoints: list[Checkpoint]) -> pd.DataFrame:

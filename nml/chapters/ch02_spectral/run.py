@@ -208,7 +208,7 @@ def _features(ck: Checkpoint, split: Split, data: DownstreamData, params: Params
     return extract_features(
         ck.backbone, split.x, data_id=split.data_id, split=f"{split.domain}/{split.split}",
         transform=data.transform, batch_size=params.spectral.feature_batch_size,
-        device=resolve_device(params.device),
+        device=resolve_device(params.device), num_workers=params.num_workers,
         desc=f"{ck.spec.track} g={ck.spec.noise_ratio:.2f} {split.domain}",
     )
 

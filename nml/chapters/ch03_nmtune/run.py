@@ -161,7 +161,7 @@ def encoder_features(encoder: Any, split: Split, data: DownstreamData, params: P
     return extract_features(
         encoder, split.x, data_id=split.data_id, split=f"{split.domain}/{split.split}",
         transform=transform or data.transform, batch_size=params.spectral.feature_batch_size,
-        device=resolve_device(params.device), desc=desc,
+        device=resolve_device(params.device), desc=desc, num_workers=params.num_workers,
     )
 
 
@@ -550,7 +550,8 @@ def runtime(checkpoints: list[Checkpoint], data: DownstreamData, params: Params)
                            "methods": [method_key(m) for m in methods], "options": options,
                            "machine": machine_fingerprint(), "code": RUNTIME_CODE_VERSION}, length=24)
         jobs.append(RuntimeJob(encoder, images, y, methods, options, key))
-    frames = run_cached(jobs, lambda j: j.key, _measure, folder="runtime", desc="Table 14 timings")
+    # measured here: the key names this machine (a cluster would time another one)
+    frames = run_cached(jobs, lambda j: j.key, _measure, folder="runtime", desc="Table 14 timings", local=True)
     return pd.concat(frames, ignore_index=True)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import pickle
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,10 +23,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 
-from nml._infra.cache import stable_hash
-from nml._infra.jobs import cached_result, run_cached
+from nml._infra.cache import atomic_write_bytes, stable_hash
+from nml._infra.jobs import cached_result, result_path, run_cached
 from nml._infra.progress import tqdm
+from nml._infra.runtime import Runtime, resolve_runtime, use_runtime
 from nml._infra.training import OptimConfig
 from nml.chapters.ch02_spectral.run import DownstreamData, Split, load_downstream_data
 from nml.chapters.ch04_turn.config import LabelNoise, TurnBackbone
@@ -242,7 +245,8 @@ def backbone_features(spec: BackboneSpec, train: Split, test: Split, data: Downs
     t = params.turn
     module = build_backbone(spec)
     transform = _transform_id(spec, data)
-    kw = {"transform": transform, "batch_size": params.spectral.feature_batch_size, "device": resolve_device(params.device)}
+    kw = {"transform": transform, "batch_size": params.spectral.feature_batch_size, "device": resolve_device(params.device),
+          "num_workers": params.num_workers}
     tr = extract_features(module, train.x, data_id=train.data_id, split="turn/train", desc=f"{spec.name} train", **kw)
     te = extract_features(module, test.x, data_id=test.data_id, split="turn/test", desc=f"{spec.name} test", **kw)
     views = [tr]
@@ -331,10 +335,15 @@ class TurnJob:
     f_test: np.ndarray | None = None
     views: str = "bank"
     augment: tuple = (None, False)  # (crop_pad, flip) of EncoderViews
+    runtime: Runtime | None = None  # how image methods train (precision, processes, data loading)
+    overrides: dict = field(default_factory=dict)  # the study's changes to the method's params (in kwargs too)
 
     def key(self) -> str:
         inputs = [array_id(a) if isinstance(a, np.ndarray) else None for a in (self.f_fit, self.f_val, self.f_test)]
-        return stable_hash({"method": self.method, "kwargs": sorted((k, repr(v)) for k, v in self.kwargs.items()),
+        # fp32 keeps the keys runs had before precision was a choice; processes and loaders do
+        # not change what is computed (the same global batches), so they are not in the key
+        numerics = {} if self.runtime is None or self.runtime.precision == "fp32" else {"precision": self.runtime.precision}
+        return stable_hash({**numerics, "method": self.method, "kwargs": sorted((k, repr(v)) for k, v in self.kwargs.items()),
                             "seed": self.seed, "backbone": self.spec.identity, "labels": array_id(self.y_fit),
                             "noisy": array_id(self.is_noisy), "val": array_id(self.y_val), "test": array_id(self.y_test),
                             "data": self.data_key, "inputs": inputs, "images": self.x_fit is not None,
@@ -385,6 +394,11 @@ def summarize_run(history: list[dict], predictions: list[np.ndarray], phases: tu
 def run_job(job: TurnJob) -> dict:
     """Fit and score one job: best (by validation) / last / oracle test accuracy, TURN's LP
     accuracy, the chosen epochs' test predictions, training seconds, history, selection stats."""
+    with use_runtime(job.runtime):
+        return _run_job(job)
+
+
+def _run_job(job: TurnJob) -> dict:
     what = method_input(job.method)
     est = create_method(job.method, seed=job.seed, **job.kwargs,
                       **({"backbone": build_backbone(job.spec)} if what == "images" else {}))
@@ -422,6 +436,7 @@ class TurnContext:
     test: Split
     data: DownstreamData
     features: dict[str, BackboneFeatures]
+    runtime: Runtime | None = None
     _labels: dict = field(default_factory=dict)
 
     @property
@@ -465,10 +480,11 @@ class TurnContext:
         data_key = stable_hash({"train": self.train.data_id, "test": self.test.data_id, "fit": array_id(fit),
                                 "val": array_id(val)}, length=24)
         job = TurnJob(meta, method, kwargs, seed, feats.spec, labels.labels[fit], labels.is_noisy[fit], labels.labels[val],
-                      self.test.y, self.test_id, data_key)
+                      self.test.y, self.test_id, data_key, overrides=dict(overrides))
         if what == "images" or views == "encoder":
             job.x_fit, job.x_val, job.x_test = subset_images(self.train.x, fit), subset_images(self.train.x, val), self.test.x
         if what == "images":
+            job.runtime = self.runtime
             if method == "turn" and kwargs.get("bn_mode") != "recalibrate":
                 # cached features were made with the backbone's own BatchNorm statistics
                 job.f_fit, job.f_val, job.f_test = feats.train[fit], feats.train[val], feats.test
@@ -483,7 +499,15 @@ class TurnContext:
 
 
 def prepare(params: Params, checkpoints: list[Checkpoint], pre_data: Any = None) -> TurnContext:
-    """Load the downstream set and extract every backbone's frozen features (cached)."""
+    """Load the downstream set and extract every backbone's frozen features (cached).
+
+    Under ``torchrun`` (``nml finetune``) rank 0 extracts and caches first; the others then read."""
+    runtime = resolve_runtime(params.runtime, resolve_device(params.device), num_workers=params.num_workers)
+    with runtime.main_first():
+        return _prepare(params, checkpoints, pre_data, runtime)
+
+
+def _prepare(params: Params, checkpoints: list[Checkpoint], pre_data: Any, runtime: Runtime) -> TurnContext:
     train, test, data = load_turn_data(params, pre_data)
     log.info("turn: %s, %d train / %d test images, %d classes", params.turn.dataset, len(train.y), len(test.y),
              int(train.y.max()) + 1)
@@ -491,13 +515,90 @@ def prepare(params: Params, checkpoints: list[Checkpoint], pre_data: Any = None)
     for cfg in tqdm(params.turn.backbones, desc="backbone features (cached or extracted)"):
         spec = backbone_spec(cfg, checkpoints, data, params)
         feats[cfg.name] = backbone_features(spec, train, test, data, params)
-    return TurnContext(params, train, test, data, feats)
+    return TurnContext(params, train, test, data, feats, runtime)
 
 
-def run(ctx: TurnContext, jobs: list[TurnJob], desc: str, n_jobs: int | None = None) -> pd.DataFrame:
-    """Run (or read) every job; one row per job with its meta and what :func:`run_job` reports."""
+def job_cell(job: TurnJob) -> str:
+    """The ``nml finetune --cell`` of a job: ``study=…,backbone=…,noise=kind:ratio,method=…,seed=…``
+    and the study's overrides (values in YAML; the label is the notebook's and is not needed)."""
+    m = job.meta
+    parts = {"study": m["study"], "backbone": m["backbone"], "noise": f"{m['noise_kind']}:{m['noise_ratio']:g}",
+             "method": m["method"], "seed": m["seed"], **job.overrides}
+    return ",".join(f"{k}={_cell_value(v)}" for k, v in parts.items())
+
+
+def _cell_value(value: Any) -> str:
+    text = value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+    if "," in text:
+        raise ValueError(f"a --cell value cannot contain a comma: {text!r}")
+    return text
+
+
+def parse_job_cell(cell: str) -> dict[str, Any]:
+    """``key=value,…`` of :func:`job_cell` back to :meth:`TurnContext.job`'s arguments."""
+    fields: dict[str, Any] = {}
+    for part in cell.split(","):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise ValueError(f"--cell {cell!r}: expected key=value pairs separated by commas, got {part!r}")
+        key = key.strip()
+        fields[key] = value if key in ("study", "backbone", "noise", "method", "label") else yaml.safe_load(value)
+    missing = {"backbone", "noise", "method", "seed"} - set(fields)
+    if missing:
+        raise ValueError(f"--cell {cell!r}: missing {sorted(missing)} (e.g. backbone=resnet50.a1_in1k,noise=uniform:0.6,"
+                         "method=turn,seed=0)")
+    kind, _, ratio = str(fields.pop("noise")).partition(":")
+    fields["noise"] = LabelNoise(kind=kind, ratio=float(ratio or "nan"))
+    fields.setdefault("study", "table2")
+    return fields
+
+
+def finetune_cell(params: Params, cell: str) -> dict:
+    """``nml finetune``: fit (or read) one job of chapter 04 in this process — one of ``torchrun``'s
+    processes when launched by it; rank 0 writes the result where the notebook's job map reads it."""
+    fields = parse_job_cell(cell)
+    params = params.model_copy(update={"runtime": params.runtime.model_copy(update={"launcher": "local"})})
+    runtime = resolve_runtime(params.runtime, resolve_device(params.device), num_workers=params.num_workers)
+    checkpoints = clean_checkpoints(params)  # every process: trained together (rank 0 writes) if not cached
+    ctx = prepare(params, checkpoints)
+    names = [b.name for b in params.turn.backbones]
+    if fields["backbone"] not in names:
+        raise ValueError(f"--cell: backbone {fields['backbone']!r} is not in turn.backbones {names}")
+    job = ctx.job(fields.pop("study"), fields.pop("backbone"), fields.pop("noise"), fields.pop("method"),
+                  int(fields.pop("seed")), fields.pop("label", None), **fields)
+    path = result_path("turn", job.key())
+    if path.exists():
+        log.info("finetune: %s is cached (%s)", cell, path.name)
+        return pickle.loads(path.read_bytes())
+    result = run_job(job)
+    if runtime.is_main:
+        atomic_write_bytes(path, pickle.dumps(result))
+        log.info("finetune: cached %s as %s", cell, path.name)
+    runtime.barrier()
+    return result
+
+
+def _launched_if_asked(ctx: TurnContext, jobs: list[TurnJob]) -> None:
+    """With ``runtime.launcher: torchrun``, fit each uncached image-level job (FFT, TURN) in
+    ``torchrun``'s processes (``nml finetune``), one after the other; the job map then reads them."""
+    params = ctx.params
+    if params.runtime.launcher != "torchrun":
+        return
+    from nml._infra.launch import run_torchrun
+    from nml.config import dump_params
+
+    text = dump_params(params)
+    for job in jobs:
+        if method_input(job.method) == "images" and not result_path("turn", job.key()).exists():
+            run_torchrun(params.runtime, "finetune", text, job_cell(job))
+
+
+def run(ctx: TurnContext, jobs: list[TurnJob], desc: str, n_jobs: int | None = None, local: bool = False) -> pd.DataFrame:
+    """Run (or read) every job; one row per job with its meta and what :func:`run_job` reports
+    (``local``: in this process, whatever the executor — for timings, measured alone and here)."""
+    _launched_if_asked(ctx, jobs)
     n_jobs = ctx.params.turn.n_jobs if n_jobs is None else n_jobs
-    results = run_cached(jobs, TurnJob.key, run_job, folder="turn", n_jobs=n_jobs, desc=desc)
+    results = run_cached(jobs, TurnJob.key, run_job, folder="turn", n_jobs=n_jobs, desc=desc, local=local)
     return pd.DataFrame([{**job.meta, **res} for job, res in zip(jobs, results, strict=True)])
 
 
@@ -644,7 +745,7 @@ def timing(ctx: TurnContext) -> pd.DataFrame:
             jobs[-1].data_key += ":timed-alone"
             ways.append("encoder every batch")
     start = time.perf_counter()
-    rows = run(ctx, jobs, "T4 timing", n_jobs=1)
+    rows = run(ctx, jobs, "T4 timing", n_jobs=1, local=True)
     log.info("timing study: %.0f s", time.perf_counter() - start)
     epochs = [j.kwargs.get("epochs", j.kwargs.get("epochs_fft")) for j in jobs]
     return rows.assign(way=ways, exclusive=True, epochs=epochs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from nml.config import Params
+from nml.models.throughput import NotebookCost
 
 
 def describe(params: Params) -> list[str]:
@@ -16,3 +17,13 @@ def describe(params: Params) -> list[str]:
             f"validation: {100 * lang.validation_fraction:g}% of each training split (by movie / speaker where the test"
             f" split is); the tuners fit on the rest",
             f"caps per class: train {lang.max_train_per_class}, test {lang.max_test_per_class}, OOD {lang.max_ood_per_class}"]
+
+
+def cost(params: Params) -> NotebookCost:
+    """No image model: the text encoders' passes are not measured by ``nml bench throughput``."""
+    from nml.chapters.ch02_spectral.dryrun import table14
+
+    return NotebookCost(
+        not_counted=["the text encoders' embedding passes (not measured by `nml bench throughput`) and the "
+                     "LP / MLP / NMTune fits on cached embeddings"],
+        reported=table14("language", ["LP", "MLP", "NMTune"]))

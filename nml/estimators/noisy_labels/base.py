@@ -24,7 +24,7 @@ import torch
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from nml._infra.training import channels_last
+from nml._infra.runtime import current_runtime
 from nml.estimators._base import (
     NON_NEGATIVE,
     POSITIVE,
@@ -33,7 +33,7 @@ from nml.estimators._base import (
     UNIT_RIGHT_OPEN,
     NMLClassifier,
 )
-from nml.models.pretrain import take
+from nml.models.engine import gather_outputs
 
 OPTIMIZERS = ("adamw", "sgd")
 
@@ -206,13 +206,11 @@ class NoisyLabelClassifier(NMLClassifier):
 
 def batched_logits(model: torch.nn.Module, X: torch.Tensor | torch.utils.data.Dataset, *, batch_size: int,
                    device: torch.device) -> torch.Tensor:
-    """Eval-mode outputs of ``model`` on every sample of ``X``, on CPU, in order."""
+    """Eval-mode outputs of ``model`` on every sample of ``X``, on CPU, in order (a dataset on disk
+    through a DataLoader; with several processes each computes a share and all receive every output:
+    :func:`nml.models.engine.gather_outputs` under the current runtime)."""
     was_training = model.training
     model.eval()
-    outs = []
-    with torch.no_grad():
-        for start in range(0, len(X), batch_size):
-            idx = torch.arange(start, min(start + batch_size, len(X)))
-            outs.append(model(channels_last(take(X, idx).to(device))).float().cpu())
+    out = gather_outputs(model, X, current_runtime(device), batch_size=batch_size)
     model.train(was_training)
-    return torch.cat(outs)
+    return out

@@ -18,13 +18,12 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from nml._infra.runtime import current_runtime
 from nml._infra.training import (
     OptimConfig,
     channels_last,
-    epoch_generator,
     make_optimizer,
     random_crop_flip,
-    shuffled_batches,
 )
 from nml.estimators._base import NON_NEGATIVE_INT, POSITIVE_INT, NMLTransformerMixin
 from nml.estimators.noisy_labels.base import (
@@ -34,6 +33,7 @@ from nml.estimators.noisy_labels.base import (
     batched_logits,
 )
 from nml.estimators.noisy_labels.linear import LOSS_CONSTRAINTS, LossFn, make_loss
+from nml.models.engine import Stepper, batch_source, global_sums
 from nml.models.pretrain import take
 
 
@@ -165,28 +165,34 @@ def train_epoch(model: BackboneClassifier, X: Any, y: torch.Tensor, indices: tor
 
     ``lr_at(progress)`` gives the learning rate at fractional epoch ``epoch + b / n_batches`` (a
     schedule that does not need to know in advance how many samples later epochs select).
+    Batches come from :func:`nml.models.engine.batch_source` under the current runtime
+    (:func:`nml._infra.runtime.current_runtime`): in-memory tensors as always, a dataset on disk
+    through a DataLoader, one process or ``torchrun``'s many; a batch of one sample is skipped
+    (BatchNorm cannot train on it).
     """
+    runtime = current_runtime(device)
     model.train()
     if freeze_bn:
         freeze_bn_statistics(model)
-    gen = epoch_generator(seed, epoch)
-    batches = list(shuffled_batches(len(indices), batch_size, gen))
-    total = 0.0
-    for b, pos in enumerate(batches):
-        if len(pos) < 2:  # BatchNorm cannot train on one sample
-            continue
+    source = batch_source(X, indices, batch_size, seed=seed, runtime=runtime, augment=augment, sample_augment=augment,
+                          min_batch=2)
+    stepper = Stepper(model, opt, runtime)
+    n_batches = source.steps()
+
+    def compute_loss(trained: nn.Module, xb: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        on_device = idx.to(runtime.device)
+        loss = loss_fn(trained(xb), y[on_device], on_device)
+        return loss, {"loss": loss.detach()}
+
+    total, seen = 0.0, 0
+    for b, micro, n_global in source.epoch(epoch):
         for group in opt.param_groups:
-            group["lr"] = lr_at(epoch + b / len(batches))
-        idx = indices[pos]
-        xb = take(X, idx)
-        if augment is not None:
-            xb = augment(xb, gen)
-        loss = loss_fn(model(channels_last(xb.to(device))), y[idx.to(device)], idx.to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        total += float(loss.detach()) * len(idx)
-    return total / max(1, len(indices))
+            group["lr"] = lr_at(epoch + b / n_batches)
+        total += stepper.step(micro, n_global, compute_loss)["loss"]
+        seen += sum(len(idx) for _, idx in micro)
+    sums, seen = global_sums({"loss": total}, seen, runtime)
+    # in memory: over every index, as always; streamed: over the samples of the whole batches read
+    return sums["loss"] / max(1, seen if source.streaming else len(indices))
 
 
 def cosine_lr(base: float, epochs: int) -> Callable[[float], float]:
@@ -268,6 +274,9 @@ class FullFineTune(FineTunedBackboneOutputs, NMLTransformerMixin, NoisyLabelClas
         check_augmentable(X, self.augment)
         y_idx = self._encode_labels(self._validate_targets(y, len(X)))
         device = self._device()
+        if self.loss == "elr" and current_runtime(device).distributed:
+            raise ValueError("loss='elr' keeps a running target per sample, updated by whichever process reads it; "
+                             "under torchrun the processes' copies would disagree. Run elr-fft with one process")
         with torch.enable_grad():
             self._begin()
             torch.manual_seed(self.seed)

@@ -79,6 +79,9 @@ def turn_paper_params(tmp_path, monkeypatch, nml_home_with_assets):
     vit = f"hf:{_tiny_vit(tmp_path / 'vit')}"
     raw, _ = load_raw("paper")
     raw.update(device="cpu", data_root=str(data_root), num_workers=0)
+    # training in this process; the torchrun launcher has its own tests (test_distributed_training.py,
+    # test_turn_torchrun.py)
+    raw["runtime"]["launcher"] = "local"
     raw["pretrain"].update(model="resnet18", image_size=32)
     # chapters 01-03 need ImageNet / DomainNet folders; here only 04's data is on disk
     raw["spectral"].update(id_tasks=["cifar100"], ood=[{"name": "c", "train": "cifar100", "test": ["cifar100"]}])
