@@ -265,6 +265,10 @@ def dataset_targets(dataset: Any) -> list[int]:
     return [int(dataset[i][1]) for i in range(len(dataset))]
 
 
+# torchvision classes whose splits are named otherwise: nml's "train" is their training split
+_SPLIT_NAMES: dict[str, dict[str, str]] = {"OxfordIIITPet": {"train": "trainval"}}
+
+
 def load_torchvision(name: str, root: str | Path, split: str = "train",
                      transform: Callable | None = None) -> Any:
     """``torchvision.datasets.<name>`` over ``root`` with ``download=False``.
@@ -281,7 +285,7 @@ def load_torchvision(name: str, root: str | Path, split: str = "train",
     if "download" in params:
         kwargs["download"] = False
     if "split" in params:
-        kwargs["split"] = split
+        kwargs["split"] = _SPLIT_NAMES.get(class_name, {}).get(split, split)
     elif "train" in params:
         if split not in ("train", "test"):
             raise ValueError(f"torchvision {class_name} has splits 'train' and 'test', got {split!r}")

@@ -433,3 +433,20 @@ def test_torchvision_check_and_loader_report_missing_data(tmp_path):
 def test_timm_model_check_names_unknown_model(tmp_path):
     assert "timm has no model" in TimmModel("no_such_net").check()[0]
     assert "no weights" in TimmModel("resnet18").check(tmp_path)[0]
+
+
+def test_torchvision_split_names_are_translated(monkeypatch, tmp_path):
+    """OxfordIIITPet calls its training split "trainval"; nml's "train" asks for it."""
+    import torchvision.datasets
+
+    seen = {}
+
+    class Pet:
+        def __init__(self, root, split="trainval", transform=None, download=False):
+            seen.update(split=split, download=download)
+
+    monkeypatch.setattr(torchvision.datasets, "OxfordIIITPet", Pet)
+    load_torchvision("OxfordIIITPet", tmp_path, "train")
+    assert seen == {"split": "trainval", "download": False}
+    load_torchvision("OxfordIIITPet", tmp_path, "test")
+    assert seen["split"] == "test"
