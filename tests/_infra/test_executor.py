@@ -257,6 +257,19 @@ def _smoke_inputs():
     return params, data
 
 
+def _on_both_executors(grid, folder, fresh_home, monkeypatch):
+    """``grid()`` into a fresh ``folder`` cache with joblib, then again with Ray; (joblib's table,
+    Ray's table, the units each Ray call ran)."""
+    fresh_home("joblib", folder)
+    with use_executor(ExecutorConfig(kind="joblib")):
+        by_joblib = grid()
+    fresh_home("ray", folder)
+    on_ray = _on_ray_counted(monkeypatch)
+    with use_executor(RAY):
+        by_ray = grid()
+    return by_joblib, by_ray, on_ray
+
+
 @pytest.mark.slow
 def test_chapter_03_main_grid_on_ray_equals_joblib(ray_local, fresh_home, monkeypatch):
     from nml.chapters.ch01_pretraining import run as pretraining
@@ -270,13 +283,7 @@ def test_chapter_03_main_grid_on_ray_equals_joblib(ray_local, fresh_home, monkey
         downstream = spectral.load_downstream_data(params, data.heldout_train_indices, validation=True)
         return nmtune.tune_checkpoints(checkpoints, downstream, params)  # LP / MLP / NMTune, every checkpoint
 
-    fresh_home("joblib", "tuning")
-    with use_executor(ExecutorConfig(kind="joblib")):
-        by_joblib = grid()
-    fresh_home("ray", "tuning")
-    on_ray = _on_ray_counted(monkeypatch)
-    with use_executor(RAY):
-        by_ray = grid()
+    by_joblib, by_ray, on_ray = _on_both_executors(grid, "tuning", fresh_home, monkeypatch)
     assert sum(on_ray) > 1 and set(by_ray["method"]) == {"LP", "MLP", "NMTune"}
     _assert_same_numbers(by_joblib, by_ray)
 
@@ -291,13 +298,7 @@ def test_chapter_04_table2_on_ray_equals_joblib(ray_local, fresh_home, monkeypat
         ctx = turn_chapter.prepare(params, turn_chapter.clean_checkpoints(params, data), data)
         return turn_chapter.table2(ctx)  # every method (FFT, LP, two-network LP, TURN) × noise setting
 
-    fresh_home("joblib", "turn")
-    with use_executor(ExecutorConfig(kind="joblib")):
-        by_joblib = grid()
-    fresh_home("ray", "turn")
-    on_ray = _on_ray_counted(monkeypatch)
-    with use_executor(RAY):
-        by_ray = grid()
+    by_joblib, by_ray, on_ray = _on_both_executors(grid, "turn", fresh_home, monkeypatch)
     assert on_ray == [len(by_ray)] and "turn" in set(by_ray["method"])
     _assert_same_numbers(by_joblib, by_ray)
 

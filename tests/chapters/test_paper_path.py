@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import yaml
-from PIL import Image
+from paper_layouts import write_image_folder
 
 from nml.chapters.ch01_pretraining import run as pretraining
 from nml.chapters.ch02_spectral import run as spectral
@@ -11,26 +11,14 @@ from nml.chapters.ch03_nmtune import run as nmtune
 from nml.config import load_params, load_raw
 
 
-def _image_folder(root, splits, classes=("cat", "dog", "eel"), per_class=4, seed=0):
-    rng = np.random.default_rng(seed)
-    for split in splits:
-        for c, name in enumerate(classes):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(per_class):
-                # class-coloured images so features differ by class
-                img = np.clip(rng.normal(60 + 70 * c, 20, size=(20, 20, 3)), 0, 255).astype(np.uint8)
-                Image.fromarray(img).save(folder / f"{i}.png")
-
-
 @pytest.fixture
 def paper_params(tmp_path, nml_home_with_assets):
     data_root = tmp_path / "datasets"
-    _image_folder(data_root / "imagenet-1k", ["train", "val"])
+    write_image_folder(data_root / "imagenet-1k", ["train", "val"])
     for domain in ["real", "sketch"]:
-        _image_folder(data_root / f"domainnet-{domain}", ["train", "test"], seed=1)
+        write_image_folder(data_root / f"domainnet-{domain}", ["train", "test"], seed=1)
     pairs = data_root / "yfcc15m"
-    _image_folder(pairs / "images", ["all"], seed=2)
+    write_image_folder(pairs / "images", ["all"], seed=2)
     rows = [f"images/all/{p.parent.name}/{p.name},a photo of a {p.parent.name} number {i}"
             for i, p in enumerate(sorted((pairs / "images" / "all").rglob("*.png")))]
     (pairs / "captions.csv").write_text("image,caption\n" + "\n".join(rows) + "\n")

@@ -17,7 +17,7 @@ import psutil
 import pytest
 import torch
 import yaml
-from PIL import Image
+from paper_layouts import write_image_folder as write_layout
 
 from nml._infra.runtime import Runtime
 from nml.models.engine import InMemoryBatches, StreamingBatches
@@ -31,15 +31,8 @@ pytestmark = pytest.mark.slow
 WEIGHT_RTOL, WEIGHT_ATOL = 1e-4, 1e-5
 
 
-def write_image_folder(root, splits=("train", "val"), classes=("cat", "dog", "eel"), per_class=8, seed=0):
-    rng = np.random.default_rng(seed)
-    for split in splits:
-        for c, name in enumerate(classes):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(per_class):
-                img = np.clip(rng.normal(60 + 70 * c, 30, size=(20, 20, 3)), 0, 255).astype(np.uint8)
-                Image.fromarray(img).save(folder / f"{i}.png")
+def write_image_folder(root, splits=("train", "val"), per_class=8):
+    write_layout(root, splits, per_class=per_class, spread=30)
 
 
 def tiny_paper_params(tmp_path, *, model="nml_resnet4_half_gn", epochs=2, batch_size=8, runtime=None, name="p",

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
+from paper_layouts import tiny_vit, write_image_folder
 
 from nml.chapters.ch04_turn import run as turn_chapter
 from nml.config import load_params, load_raw
@@ -39,28 +39,8 @@ def _tiny_cifar100(root, monkeypatch, per_class=6, n_classes=4):
     monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": _md5(folder / "meta")})
 
 
-def _tiny_image_folder(root, splits=("train", "test"), classes=("shirt", "jacket", "dress"), per_class=4):
-    rng = np.random.default_rng(1)
-    for split in splits:
-        for c, name in enumerate(classes):
-            (root / split / name).mkdir(parents=True)
-            for i in range(per_class):
-                img = np.clip(rng.normal(60 + 70 * c, 20, size=(20, 20, 3)), 0, 255).astype(np.uint8)
-                Image.fromarray(img).save(root / split / name / f"{i}.png")
-
-
-def _tiny_vit(folder):
-    from transformers import ViTConfig, ViTModel
-
-    torch.manual_seed(0)
-    config = ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                       image_size=32, patch_size=8)
-    ViTModel(config).save_pretrained(folder)
-    return folder
-
-
 def test_hf_image_encoder_from_a_local_folder(tmp_path):
-    name = f"hf:{_tiny_vit(tmp_path / 'vit')}"
+    name = f"hf:{tiny_vit(tmp_path / 'vit')}"
     assert ENCODER_REGISTRY.check(name) == name
     enc = create_encoder(name)
     assert isinstance(enc, HFImageEncoder) and enc.dim == 16 and enc.image_size == 32
@@ -75,8 +55,8 @@ def test_hf_image_encoder_from_a_local_folder(tmp_path):
 def turn_paper_params(tmp_path, monkeypatch, nml_home_with_assets):
     data_root = tmp_path / "datasets"
     _tiny_cifar100(data_root, monkeypatch)
-    _tiny_image_folder(data_root / "clothing1m")
-    vit = f"hf:{_tiny_vit(tmp_path / 'vit')}"
+    write_image_folder(data_root / "clothing1m", splits=("train", "test"), classes=("shirt", "jacket", "dress"), seed=1)
+    vit = f"hf:{tiny_vit(tmp_path / 'vit')}"
     raw, _ = load_raw("paper")
     raw.update(device="cpu", data_root=str(data_root), num_workers=0)
     # training in this process; the torchrun launcher has its own tests (test_distributed_training.py,

@@ -12,31 +12,10 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 import yaml
-from PIL import Image
+from paper_layouts import tiny_vit, write_image_folder
 
 pytestmark = pytest.mark.slow
-
-
-def _tree(root, splits=("train", "test"), classes=("shirt", "jacket", "dress"), per_class=8):
-    rng = np.random.default_rng(1)
-    for split in splits:
-        for c, name in enumerate(classes):
-            (root / split / name).mkdir(parents=True)
-            for i in range(per_class):
-                img = np.clip(rng.normal(60 + 70 * c, 25, size=(20, 20, 3)), 0, 255).astype(np.uint8)
-                Image.fromarray(img).save(root / split / name / f"{i}.png")
-
-
-def _tiny_vit(folder):
-    from transformers import ViTConfig, ViTModel
-
-    torch.manual_seed(0)
-    config = ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                       image_size=32, patch_size=8)
-    ViTModel(config).save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture
@@ -44,11 +23,11 @@ def params_file(tmp_path):
     from nml.config import load_raw
 
     data_root = tmp_path / "datasets"
-    _tree(data_root / "clothing1m")
+    write_image_folder(data_root / "clothing1m", ("train", "test"), ("shirt", "jacket", "dress"), 8, seed=1, spread=25)
     # chapters 01-03 must name real trees to validate; 04 reads only clothing1m here
     for name in ("imagenet-1k", "domainnet-real"):
-        _tree(data_root / name, splits=("train", "val", "test"), per_class=1)
-    vit = f"hf:{_tiny_vit(tmp_path / 'vit')}"
+        write_image_folder(data_root / name, ("train", "val", "test"), ("shirt", "jacket", "dress"), 1, seed=1, spread=25)
+    vit = f"hf:{tiny_vit(tmp_path / 'vit')}"
     raw, _ = load_raw("paper")
     raw.update(device="cpu", data_root=str(data_root), num_workers=0)
     raw["runtime"] = {"precision": "fp32", "compile": False, "launcher": "torchrun", "nproc_per_node": 2}
