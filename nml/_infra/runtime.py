@@ -15,13 +15,14 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
 from nml._infra.runtime_config import RuntimeConfig
+from nml._infra.training import channels_last
 
 log = logging.getLogger("nml._infra.runtime")
 
@@ -137,8 +138,6 @@ class Runtime:
         return trained
 
     def memory_format(self, x: Any) -> Any:
-        from nml._infra.training import channels_last
-
         return channels_last(x) if self.channels_last else x
 
 
@@ -191,10 +190,6 @@ def resolve_runtime(cfg: RuntimeConfig | None, device: torch.device | str = "cpu
         persistent_workers=cfg.persistent_workers,
         prefetch_factor=cfg.prefetch_factor,
     )
-
-
-def with_changes(runtime: Runtime, **changes: Any) -> Runtime:
-    return replace(runtime, **changes)
 
 
 _CURRENT: list[Runtime] = []

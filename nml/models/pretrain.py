@@ -107,10 +107,6 @@ def take(images: torch.Tensor | torch.utils.data.Dataset, idx: torch.Tensor) -> 
     return torch.stack([image_of(images[int(i)]) for i in idx])
 
 
-def _eval_logits(model_fn, x, batch_size: int, runtime: Runtime, indices=None) -> torch.Tensor:
-    return gather_outputs(model_fn, x, runtime, batch_size=batch_size, indices=indices)
-
-
 def eval_subset_indices(labels: np.ndarray, n: int | None, seed: int) -> np.ndarray | None:
     """A fixed, class-stratified subset of ``n`` test images (None: all) scored after each epoch."""
     if n is None or n >= len(labels):
@@ -306,8 +302,8 @@ class SupervisedTrainer(_Trainer):
         return loss, {"train_loss": loss.detach(), "train_acc_noisy_labels": acc}
 
     def evaluate(self, indices=None):
-        logits = _eval_logits(lambda x: self.heads["classifier"](self.backbone(x)), self.x_test, self.eval_batch_size,
-                              self.runtime, indices)
+        logits = gather_outputs(lambda x: self.heads["classifier"](self.backbone(x)), self.x_test, self.runtime,
+                                batch_size=self.eval_batch_size, indices=indices)
         truth = self.y_test if indices is None else self.y_test[torch.from_numpy(indices)]
         return {"test_acc": float((logits.argmax(1) == truth).float().mean())}
 
@@ -389,8 +385,8 @@ class ContrastiveTrainer(_Trainer):
             c, t, e = self.class_text.shape
             protos = self._embed_text(self.class_text.reshape(c * t, e).to(self.device)).reshape(c, t, -1).mean(1)
             protos = F.normalize(protos, dim=-1)
-            logits = _eval_logits(lambda x: self._embed_images(x) @ protos.T, self.x_test, self.eval_batch_size,
-                                  self.runtime, indices)
+            logits = gather_outputs(lambda x: self._embed_images(x) @ protos.T, self.x_test, self.runtime,
+                                    batch_size=self.eval_batch_size, indices=indices)
         truth = self.y_test if indices is None else self.y_test[torch.from_numpy(indices)]
         return {"test_acc": float((logits.argmax(1) == truth).float().mean())}
 

@@ -558,7 +558,6 @@ def finetune_cell(params: Params, cell: str) -> dict:
     processes when launched by it; rank 0 writes the result where the notebook's job map reads it."""
     fields = parse_job_cell(cell)
     params = params.model_copy(update={"runtime": params.runtime.model_copy(update={"launcher": "local"})})
-    runtime = resolve_runtime(params.runtime, resolve_device(params.device), num_workers=params.num_workers)
     checkpoints = clean_checkpoints(params)  # every process: trained together (rank 0 writes) if not cached
     ctx = prepare(params, checkpoints)
     names = [b.name for b in params.turn.backbones]
@@ -571,10 +570,10 @@ def finetune_cell(params: Params, cell: str) -> dict:
         log.info("finetune: %s is cached (%s)", cell, path.name)
         return pickle.loads(path.read_bytes())
     result = run_job(job)
-    if runtime.is_main:
+    if ctx.runtime.is_main:
         atomic_write_bytes(path, pickle.dumps(result))
         log.info("finetune: cached %s as %s", cell, path.name)
-    runtime.barrier()
+    ctx.runtime.barrier()
     return result
 
 
